@@ -1,0 +1,33 @@
+"""The unit of evaluation that every benchmark loader produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One prompt with what is needed to generate and score its answer.
+
+    Attributes:
+        task: Task name, e.g. ``niah_single_1`` or ``multi_news``.
+        sample_id: Stable id: the LongBench ``_id`` or ``{task}-{seed}-{index}``.
+        prompt: The full prompt text, before any chat template.
+        references: Reference answers used by the task's metric.
+        metric: Metric name understood by ``pipeline.benchmarks.metrics.score``.
+        max_new_tokens: Greedy generation length for this task.
+        use_chat_template: Whether the prompt is wrapped in the model's chat template.
+        keep_references: False for dataset rows whose text must not be committed
+            (LongBench): results then store the id and the score, not the references.
+        extra: Task-specific fields kept for scoring (e.g. LongBench ``all_classes``).
+    """
+
+    task: str
+    sample_id: str
+    prompt: str
+    references: tuple[str, ...]
+    metric: str
+    max_new_tokens: int
+    use_chat_template: bool = True
+    keep_references: bool = True
+    extra: dict = field(default_factory=dict)
