@@ -17,6 +17,8 @@ class Sample:
         metric: Metric name understood by ``pipeline.benchmarks.metrics.score``.
         max_new_tokens: Greedy generation length for this task.
         use_chat_template: Whether the prompt is wrapped in the model's chat template.
+        answer_prefix: Text placed after the prompt (after the chat template's
+            assistant header when one is used) that the answer continues, as RULER does.
         keep_references: False for dataset rows whose text must not be committed
             (LongBench): results then store the id and the score, not the references.
         extra: Task-specific fields kept for scoring (e.g. LongBench ``all_classes``).
@@ -29,5 +31,6 @@ class Sample:
     metric: str
     max_new_tokens: int
     use_chat_template: bool = True
+    answer_prefix: str = ""
     keep_references: bool = True
     extra: dict = field(default_factory=dict)
