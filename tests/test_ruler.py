@@ -1,0 +1,212 @@
+"""Tests for the RULER-style generator and its haystacks (CPU, offline)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pipeline.benchmarks import ruler
+from pipeline.benchmarks.haystack import (
+    NOISE_SENTENCES,
+    NOISE_TEXT,
+    EssayHaystack,
+    NoiseHaystack,
+    insert_needles,
+    read_essays,
+    split_sentences,
+)
+from pipeline.model.loading import load_tokenizer
+
+TASKS = ("niah_single_1", "niah_multikey_1")
+NEEDLE_PATTERN = re.compile(r"One of the special magic numbers for (\S+) is: (\d+)\.")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer()
+
+
+def count_tokens(text, tokenizer):
+    return len(tokenizer.encode(text, add_special_tokens=False))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_same_seed_identical_samples(task, tokenizer):
+    first = ruler.generate(task, 3, 1024, tokenizer, seed=7)
+    second = ruler.generate(task, 3, 1024, tokenizer, seed=7)
+    assert first == second
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_different_seeds_differ(task, tokenizer):
+    seed_0 = ruler.generate(task, 3, 1024, tokenizer, seed=0)
+    seed_1 = ruler.generate(task, 3, 1024, tokenizer, seed=1)
+    for sample_0, sample_1 in zip(seed_0, seed_1):
+        assert sample_0.prompt != sample_1.prompt
+        assert sample_0.references != sample_1.references
+        assert sample_0.sample_id != sample_1.sample_id
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_sample_independent_of_count(task, tokenizer):
+    assert ruler.generate(task, 2, 1024, tokenizer, seed=5) == ruler.generate(task, 4, 1024, tokenizer, seed=5)[:2]
+
+
+@pytest.mark.parametrize("target", [1024, 4096])
+@pytest.mark.parametrize("task", TASKS)
+def test_prompt_length_within_two_percent(task, target, tokenizer):
+    samples = ruler.generate(task, 4, target, tokenizer, seed=11)
+    for sample in samples:
+        num_tokens = count_tokens(sample.prompt + sample.answer_prefix, tokenizer)
+        assert abs(num_tokens - target) <= 0.02 * target, (sample.sample_id, num_tokens)
+        assert sample.extra["prompt_tokens"] == num_tokens
+
+
+def test_target_too_small_rejected(tokenizer):
+    with pytest.raises(ValueError, match="target_tokens=20 is too small for niah_single_1"):
+        ruler.generate("niah_single_1", 1, 20, tokenizer)
+
+
+def test_sample_fields(tokenizer):
+    sample = ruler.generate("niah_single_1", 2, 1024, tokenizer, seed=3)[1]
+    query = NEEDLE_PATTERN.search(sample.prompt).group(1)
+    assert sample.task == "niah_single_1"
+    assert sample.sample_id == "niah_single_1-s3-1"
+    assert sample.metric == "string_match_all"
+    assert sample.max_new_tokens == 32
+    assert sample.use_chat_template is True
+    assert sample.keep_references is True
+    assert sample.answer_prefix == f" The special magic number for {query} mentioned in the provided text is"
+    assert sample.prompt.startswith(
+        "Some special magic numbers are hidden within the following text. Make sure to memorize it. "
+        "I will quiz you about the numbers afterwards.\n"
+    )
+    assert sample.prompt.endswith(f"\nWhat is the special magic number for {query} mentioned in the provided text?")
+
+
+def test_single_needle_in_prompt_and_references(tokenizer):
+    for sample in ruler.generate("niah_single_1", 5, 1024, tokenizer, seed=2):
+        needles = NEEDLE_PATTERN.findall(sample.prompt)
+        assert len(needles) == 1
+        key, value = needles[0]
+        assert re.fullmatch(r"[1-9]\d{6}", value)
+        assert sample.references == (value,)
+        assert sample.prompt.count(value) == 1
+        assert f"for {key} mentioned" in sample.answer_prefix
+
+
+def test_single_needle_on_own_noise_line(tokenizer):
+    sample = ruler.generate("niah_single_1", 1, 1024, tokenizer)[0]
+    lines = sample.prompt.split("\n")
+    needle_lines = [line for line in lines if NEEDLE_PATTERN.search(line)]
+    assert len(needle_lines) == 1
+    assert NEEDLE_PATTERN.fullmatch(needle_lines[0])
+    assert lines.count(NOISE_TEXT) >= 30
+
+
+def test_single_needle_at_drawn_depth(tokenizer):
+    for sample in ruler.generate("niah_single_1", 5, 4096, tokenizer, seed=9):
+        context = sample.prompt.split("\n", 1)[1].rsplit("\n", 1)[0]
+        position = NEEDLE_PATTERN.search(context).start() / len(context)
+        assert abs(position - sample.extra["query_depth"] / 100) < 0.03, sample.sample_id
+
+
+def test_needle_depths_vary_across_samples(tokenizer):
+    samples = ruler.generate("niah_single_1", 8, 1024, tokenizer, seed=6)
+    positions = {sample.prompt.find("One of the special magic numbers") for sample in samples}
+    assert len(positions) >= 4
+    for sample in ruler.generate("niah_multikey_1", 3, 1024, tokenizer, seed=6):
+        assert len(set(sample.extra["needle_depths"])) == 4
+
+
+def test_multikey_four_distinct_needles(tokenizer):
+    for sample in ruler.generate("niah_multikey_1", 5, 1024, tokenizer, seed=4):
+        needles = NEEDLE_PATTERN.findall(sample.prompt)
+        keys = [key for key, _ in needles]
+        values = [value for _, value in needles]
+        assert len(needles) == 4
+        assert len(set(keys)) == 4
+        assert len(set(values)) == 4
+
+        query = sample.answer_prefix.split(" for ")[1].split(" mentioned")[0]
+        assert query in keys
+        assert sample.references == (dict(needles)[query],)
+        assert f"What is the special magic number for {query} mentioned" in sample.prompt
+        distractors = [value for key, value in needles if key != query]
+        assert not set(distractors) & set(sample.references)
+        assert len(sample.extra["needle_depths"]) == 4
+
+
+def test_multikey_reads_essay_directory(tmp_path, tokenizer):
+    sentence = "Zebras graze quietly near the river bank."
+    (tmp_path / "a.txt").write_text(" ".join([sentence] * 400), encoding="utf-8")
+    sample = ruler.generate("niah_multikey_1", 1, 1024, tokenizer, essays_dir=tmp_path)[0]
+    assert sentence in sample.prompt
+    assert sample.extra["haystack"] == "essay"
+    assert len(NEEDLE_PATTERN.findall(sample.prompt)) == 4
+
+
+def test_unknown_task_lists_supported(tokenizer):
+    with pytest.raises(ValueError) as error:
+        ruler.generate("niah_bogus", 1, 1024, tokenizer)
+    message = str(error.value)
+    assert "niah_bogus" in message
+    assert "niah_single_1" in message
+    assert "niah_multikey_1" in message
+
+
+def test_missing_essay_directory_named(tmp_path):
+    missing = tmp_path / "no_such_dir"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        read_essays(missing)
+
+
+def test_essay_directory_without_txt_named(tmp_path):
+    (tmp_path / "notes.md").write_text("not an essay", encoding="utf-8")
+    with pytest.raises(FileNotFoundError, match=f"{re.escape(str(tmp_path))} contains no .txt files"):
+        read_essays(tmp_path)
+
+
+def test_essay_files_read_in_name_order(tmp_path):
+    (tmp_path / "b.txt").write_text("Second essay.", encoding="utf-8")
+    (tmp_path / "a.txt").write_text("First essay.", encoding="utf-8")
+    assert read_essays(tmp_path) == "First essay.\nSecond essay."
+
+
+def test_default_essay_text_offline():
+    text = read_essays(None)
+    assert len(text.split()) > 10_000
+
+
+def test_noise_sentences_match_ruler():
+    assert NOISE_TEXT == "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+    assert " ".join(NOISE_SENTENCES) == NOISE_TEXT
+    assert len(NOISE_SENTENCES) == 5
+
+
+def test_noise_render_partial_last_line():
+    text = NoiseHaystack().render(7, [], [])
+    assert text == NOISE_TEXT + "\nThe grass is green. The sky is blue."
+
+
+def test_split_sentences_round_trip():
+    text = 'He said "Go." Then he left. Really? Yes! (Fine.) No end'
+    sentences = split_sentences(text)
+    assert sentences == ['He said "Go."', "Then he left.", "Really?", "Yes!", "(Fine.)", "No end"]
+    assert " ".join(sentences) == text
+
+
+def test_insert_needles_at_depths():
+    units = ["a", "b", "c", "d"]
+    assert insert_needles(units, ["start", "end", "middle"], [0, 100, 50]) == ["start", "a", "b", "middle", "c", "d", "end"]
+
+
+def test_insert_needles_rejects_bad_depth():
+    with pytest.raises(ValueError, match="outside"):
+        insert_needles(["a"], ["x"], [101])
+
+
+def test_essay_render_repeats_short_text():
+    haystack = EssayHaystack("One two. Three.")
+    assert haystack.render(5, ["N."], [100]) == "One two. Three. One two. N."
