@@ -11,7 +11,7 @@ class Sample:
 
     Attributes:
         task: Task name, e.g. ``niah_single_1`` or ``multi_news``.
-        sample_id: Stable id: the LongBench ``_id`` or ``{task}-{seed}-{index}``.
+        sample_id: Stable id: the LongBench ``_id`` or ``{task}-s{seed}-{index}``.
         prompt: The full prompt text, before any chat template.
         references: Reference answers used by the task's metric.
         metric: Metric name understood by ``pipeline.benchmarks.metrics.score``.

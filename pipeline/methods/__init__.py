@@ -1,0 +1,26 @@
+"""KV cache compression methods, addressed by name."""
+
+from __future__ import annotations
+
+from pipeline.methods.base import BudgetError, Method, check_budget, select
+from pipeline.methods.circuitkv import CircuitKV
+from pipeline.methods.full import FullCache
+from pipeline.methods.snapkv import SnapKV
+from pipeline.methods.streamingllm import StreamingLLM
+
+REGISTRY: dict[str, type[Method]] = {
+    FullCache.name: FullCache,
+    StreamingLLM.name: StreamingLLM,
+    SnapKV.name: SnapKV,
+    CircuitKV.name: CircuitKV,
+}
+
+
+def build_method(name: str, **params) -> Method:
+    """Instantiate the method registered as ``name`` with hyperparameter overrides."""
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown method {name!r}; available: {', '.join(REGISTRY)}.")
+    return REGISTRY[name](**params)
+
+
+__all__ = ["REGISTRY", "BudgetError", "Method", "build_method", "check_budget", "select"]

@@ -82,3 +82,30 @@ def load_tokenizer(model: str = DEFAULT_MODEL):
     return AutoTokenizer.from_pretrained(
         str(source.directory), gguf_file=source.gguf_file, local_files_only=True
     )
+
+
+def load_model(model: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype | None = None):
+    """Load ``model`` for inference and return ``(model, tokenizer, source)``.
+
+    The default GGUF model is dequantized to float32 on CPU; local checkpoints
+    load in float32 on CPU and in bfloat16 on CUDA unless ``dtype`` is given.
+    """
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model(model)
+    target = pick_device(device)
+    if dtype is None:
+        dtype = torch.bfloat16 if (target.type == "cuda" and source.gguf_file is None) else torch.float32
+
+    logger.info("Loading %s on %s (%s)", source.model_id, target, dtype)
+    tokenizer = load_tokenizer(model)
+    network = AutoModelForCausalLM.from_pretrained(
+        str(source.directory), gguf_file=source.gguf_file, dtype=dtype, local_files_only=True
+    )
+    model_type = network.config.model_type
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelNotFoundError(
+            f"{source.model_id} is a {model_type!r} model; supported families: {', '.join(SUPPORTED_MODEL_TYPES)}."
+        )
+    network.to(target).eval()
+    return network, tokenizer, source

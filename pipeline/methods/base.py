@@ -1,0 +1,165 @@
+"""The contract shared by every KV cache compression method.
+
+A method scores every (layer, KV head, prompt position) from what the single
+prefill captured; higher means keep, and +inf marks positions the method always
+keeps (sinks, observation window). ``select`` then keeps the ``budget``
+highest-scoring positions of each KV head and ``prune`` builds the cache.
+
+Budget B is the number of KV entries kept per layer and per KV head, counting
+sink tokens and the observation window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from pipeline.model.prefill import Prefill
+
+FORCED = math.inf
+
+
+class BudgetError(ValueError):
+    """A budget that a method cannot honour."""
+
+
+@dataclass
+class LayerView:
+    """What one layer's prefill offers to a scorer.
+
+    Attributes:
+        layer: Layer index.
+        num_layers: Number of layers in the model.
+        queries: Post-RoPE queries, shape (num_heads, n, head_dim).
+        keys: Post-RoPE keys, shape (num_kv_heads, n, head_dim).
+        scaling: Attention logit scale.
+        generator: Random generator for stochastic scorers, on the tensors' device.
+    """
+
+    layer: int
+    num_layers: int
+    queries: torch.Tensor
+    keys: torch.Tensor
+    scaling: float
+    generator: torch.Generator
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.keys.shape[1])
+
+    @property
+    def num_kv_heads(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def group_size(self) -> int:
+        """Query heads that share one KV head (grouped-query attention)."""
+        return int(self.queries.shape[0]) // self.num_kv_heads
+
+    def group_queries(self, kv_head: int) -> torch.Tensor:
+        """Queries of the heads that read ``kv_head``, shape (group_size, n, head_dim)."""
+        start = kv_head * self.group_size
+        return self.queries[start : start + self.group_size]
+
+    def attention_rows(self, kv_head: int, positions: torch.Tensor) -> torch.Tensor:
+        """Causal attention rows of ``positions`` for one KV head, averaged over its query heads.
+
+        Row i is softmax(q_i K^T * scaling) over keys 0..i and zero after i.
+        Only keys up to the largest requested position are read.
+
+        Args:
+            kv_head: KV head index.
+            positions: Query positions, shape (m,).
+
+        Returns:
+            Attention probabilities, shape (m, max(positions) + 1).
+        """
+        width = int(positions.max()) + 1
+        queries = self.group_queries(kv_head)[:, positions]  # (g, m, d)
+        keys = self.keys[kv_head, :width]  # (w, d)
+        logits = torch.matmul(queries, keys.T).float() * self.scaling  # (g, m, w)
+        columns = torch.arange(width, device=logits.device)
+        future = columns.unsqueeze(0) > positions.unsqueeze(1)  # (m, w)
+        logits = logits.masked_fill(future.unsqueeze(0), -math.inf)
+        return torch.softmax(logits, dim=-1).mean(dim=0)  # (m, w)
+
+
+class Method:
+    """Base class of compression methods: subclasses are dataclasses with hyperparameters."""
+
+    name: ClassVar[str]
+    compresses: ClassVar[bool] = True
+
+    def min_budget(self) -> int:
+        """Smallest budget the method accepts (its forced positions)."""
+        return 1
+
+    def layer_budgets(self, budget: int, num_layers: int) -> list[int]:
+        """Entries kept per layer; a flat schedule unless a method overrides it."""
+        return [budget] * num_layers
+
+    def score(self, view: LayerView) -> torch.Tensor:
+        """Return keep-scores of shape (num_kv_heads, n); +inf marks always-kept positions."""
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        """Hyperparameters as recorded in the results."""
+        from dataclasses import asdict, is_dataclass
+
+        return asdict(self) if is_dataclass(self) else {}
+
+
+def check_budget(method: Method, budget: object) -> int:
+    """Validate a budget for ``method`` and return it as an int."""
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise BudgetError(f"Budget {budget!r} is not an integer number of KV entries per layer and KV head.")
+    if budget <= 0:
+        raise BudgetError(f"Budget {budget} must be positive.")
+    if budget < method.min_budget():
+        raise BudgetError(
+            f"Budget {budget} is smaller than the {method.min_budget()} positions that {method.name} always keeps "
+            "(sink tokens plus observation window); use a larger budget."
+        )
+    return budget
+
+
+def top_positions(scores: torch.Tensor, budget: int) -> torch.Tensor:
+    """Keep the ``budget`` highest scores per KV head, in position order.
+
+    Args:
+        scores: Keep-scores, shape (num_kv_heads, n).
+
+    Returns:
+        Sorted kept positions, shape (num_kv_heads, budget).
+    """
+    kept = torch.topk(scores, budget, dim=-1).indices  # (kv_heads, budget)
+    return torch.sort(kept, dim=-1).values
+
+
+def select(method: Method, prefill: Prefill, budget: int, seed: int = 0) -> list[torch.Tensor]:
+    """Score every layer of ``prefill`` and return the kept positions per layer.
+
+    Returns:
+        Per layer, sorted kept positions of shape (num_kv_heads, budget_l).
+    """
+    budgets = method.layer_budgets(budget, prefill.num_layers)
+    device = prefill.input_ids.device
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+
+    kept = []
+    for layer in range(prefill.num_layers):
+        view = LayerView(
+            layer=layer,
+            num_layers=prefill.num_layers,
+            queries=prefill.queries[layer],
+            keys=prefill.keys(layer),
+            scaling=prefill.scaling,
+            generator=generator,
+        )
+        scores = method.score(view)  # (kv_heads, n)
+        kept.append(top_positions(scores, budgets[layer]))
+    return kept

@@ -1,0 +1,54 @@
+"""SnapKV: attention from an observation window at the end of the prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.methods.base import FORCED, LayerView, Method
+
+
+@dataclass
+class SnapKV(Method):
+    """Score each prefix token by the attention the last ``window`` queries pay it.
+
+    score[j] = maxpool_k( sum_{i in window} A[i, j] ),  j < n - window,
+
+    with A the causal attention averaged over the query heads of a KV head,
+    max pooling of kernel ``kernel_size`` (stride 1, same length), and the
+    window itself always kept. Keeps the window plus the top B - window.
+
+    Source: Li et al., "SnapKV: LLM Knows What You are Looking for Before
+    Generation", NeurIPS 2024 (arXiv:2404.14469); window 32 and max pooling
+    with kernel 7 are its LongBench setting.
+
+    Attributes:
+        window: Observation window length w.
+        kernel_size: Pooling kernel over positions (odd).
+    """
+
+    name = "snapkv"
+    window: int = 32
+    kernel_size: int = 7
+
+    def min_budget(self) -> int:
+        return self.window + 1
+
+    def score(self, view: LayerView) -> torch.Tensor:
+        n = view.num_tokens
+        window = min(self.window, n)
+        positions = torch.arange(n - window, n, device=view.keys.device)  # (w,)
+
+        scores = []
+        for kv_head in range(view.num_kv_heads):
+            attention = view.attention_rows(kv_head, positions)  # (window, n)
+            scores.append(attention.sum(dim=0))  # (n,)
+        scores = torch.stack(scores)  # (kv_heads, n)
+
+        pooled = F.max_pool1d(
+            scores.unsqueeze(1), kernel_size=self.kernel_size, stride=1, padding=self.kernel_size // 2
+        ).squeeze(1)  # (kv_heads, n)
+        pooled[:, n - window :] = FORCED
+        return pooled

@@ -1,0 +1,211 @@
+"""Prefill a prompt once, capture what scoring needs, and decode from any cache.
+
+Every method and budget of one prompt derives its compressed cache from a
+single full-attention prefill. During that prefill an attention function
+registered with transformers records each layer's queries after RoPE; the keys
+after RoPE are already in the KV cache. Decoding then continues greedily from
+a (possibly compressed) cache, with new tokens at positions n, n+1, ... of the
+original prompt, whatever the cache length.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import AttentionInterface, DynamicCache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+logger = logging.getLogger(__name__)
+
+CAPTURE_ATTENTION = "kvcapture_sdpa"
+
+
+class _QueryRecorder:
+    """Per-layer query store that the capture attention writes into while active."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.queries: dict[int, torch.Tensor] = {}
+        self.scaling: float | None = None
+
+
+_RECORDER = _QueryRecorder()
+
+
+def _capture_sdpa(module, query, key, value, attention_mask, **kwargs):
+    """SDPA attention that also stores the layer's post-RoPE queries during a prefill."""
+    if _RECORDER.active:
+        # query: (1, num_heads, n, head_dim) -> (num_heads, n, head_dim)
+        _RECORDER.queries[module.layer_idx] = query[0].detach()
+        _RECORDER.scaling = float(kwargs.get("scaling") or module.scaling)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+AttentionInterface.register(CAPTURE_ATTENTION, _capture_sdpa)
+AttentionMaskInterface.register(CAPTURE_ATTENTION, sdpa_mask)
+
+
+@dataclass
+class Prefill:
+    """The full-attention prefill of one prompt.
+
+    Attributes:
+        input_ids: Prompt token ids, shape (1, n).
+        cache: Full KV cache; layer l holds keys and values of shape
+            (1, num_kv_heads, n, head_dim). Never mutated: decode from a copy.
+        queries: Per layer, post-RoPE queries of shape (num_heads, n, head_dim).
+        scaling: Attention logit scale (1/sqrt(head_dim) for the supported families).
+        first_token: Greedy next token from the full-attention logits of the last position.
+        seconds: Wall time of the prefill forward pass.
+    """
+
+    input_ids: torch.Tensor
+    cache: DynamicCache
+    queries: list[torch.Tensor]
+    scaling: float
+    first_token: int
+    seconds: float
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.queries)
+
+    def keys(self, layer: int) -> torch.Tensor:
+        """Post-RoPE keys of one layer, shape (num_kv_heads, n, head_dim)."""
+        return self.cache.layers[layer].keys[0]
+
+    def values(self, layer: int) -> torch.Tensor:
+        """Values of one layer, shape (num_kv_heads, n, head_dim)."""
+        return self.cache.layers[layer].values[0]
+
+
+def use_capture_attention(model) -> None:
+    """Switch ``model`` to the SDPA attention that can record queries."""
+    model.config._attn_implementation = CAPTURE_ATTENTION
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation"):
+            config._attn_implementation = CAPTURE_ATTENTION
+
+
+@torch.inference_mode()
+def prefill(model, input_ids: torch.Tensor) -> Prefill:
+    """Run one full-attention forward pass over the prompt and capture queries.
+
+    Logits are computed for the last position only, because full-prompt logits
+    would add about a fifth to the cost of a 4k-token prefill of a small model.
+    """
+    if model.config._attn_implementation != CAPTURE_ATTENTION:
+        use_capture_attention(model)
+    input_ids = input_ids.to(model.device)
+    cache = DynamicCache()
+
+    _RECORDER.queries = {}
+    _RECORDER.active = True
+    start = time.perf_counter()
+    try:
+        output = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    finally:
+        _RECORDER.active = False
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+
+    num_layers = model.config.num_hidden_layers
+    missing = [layer for layer in range(num_layers) if layer not in _RECORDER.queries]
+    if missing:
+        raise RuntimeError(
+            f"Query capture missed layers {missing}: this model's attention does not go through "
+            "transformers' attention interface, so it cannot be scored."
+        )
+    queries = [_RECORDER.queries[layer] for layer in range(num_layers)]
+    _RECORDER.queries = {}
+
+    first_token = int(output.logits[0, -1].argmax())
+    return Prefill(input_ids, output.past_key_values, queries, _RECORDER.scaling, first_token, seconds)
+
+
+def clone_cache(cache: DynamicCache) -> DynamicCache:
+    """Copy a cache so that decoding from the copy leaves the original intact."""
+    copy = DynamicCache()
+    for layer_idx, layer in enumerate(cache.layers):
+        copy.update(layer.keys.clone(), layer.values.clone(), layer_idx)
+    return copy
+
+
+def compress_cache(source: Prefill, kept: list[torch.Tensor]) -> DynamicCache:
+    """Build a cache that holds only the kept positions of each layer and KV head.
+
+    Args:
+        source: The prefill whose full cache is pruned.
+        kept: Per layer, sorted kept positions of shape (num_kv_heads, budget_l).
+    """
+    cache = DynamicCache()
+    for layer_idx, positions in enumerate(kept):
+        keys = source.keys(layer_idx)  # (kv_heads, n, head_dim)
+        values = source.values(layer_idx)
+        index = positions.to(keys.device).unsqueeze(-1).expand(-1, -1, keys.shape[-1])  # (kv_heads, B, head_dim)
+        cache.update(
+            keys.gather(1, index).unsqueeze(0),  # (1, kv_heads, B, head_dim)
+            values.gather(1, index).unsqueeze(0),
+            layer_idx,
+        )
+    return cache
+
+
+def cache_lengths(cache: DynamicCache) -> list[int]:
+    """Number of KV entries held by each layer of ``cache``."""
+    return [int(layer.keys.shape[-2]) for layer in cache.layers]
+
+
+@torch.inference_mode()
+def greedy_decode(
+    model,
+    cache: DynamicCache,
+    first_token: int,
+    prompt_length: int,
+    max_new_tokens: int,
+    stop_token_ids: set[int],
+) -> tuple[list[int], float]:
+    """Generate greedily from ``cache``, starting with the prefill's first token.
+
+    The token generated at step t is fed at position ``prompt_length + t`` so
+    that RoPE positions continue the original prompt even when the cache holds
+    fewer entries than the prompt had tokens. The cache is extended in place.
+
+    Returns:
+        The generated token ids (stop token excluded) and the decode wall time.
+    """
+    start = time.perf_counter()
+    tokens: list[int] = []
+    token = first_token
+    device = model.device
+
+    for step in range(max_new_tokens):
+        if token in stop_token_ids:
+            break
+        tokens.append(token)
+        if step == max_new_tokens - 1:
+            break
+
+        cache_length = cache.get_seq_length()
+        output = model(
+            input_ids=torch.tensor([[token]], device=device),
+            position_ids=torch.tensor([[prompt_length + step]], device=device),
+            cache_position=torch.tensor([cache_length], device=device),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        token = int(output.logits[0, -1].argmax())
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return tokens, time.perf_counter() - start
