@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.methods.base import BudgetError, Method, check_budget, select
+from pipeline.methods.base import BudgetError, Method, check_budget, keep_positions, score_layers, select
 from pipeline.methods.circuitkv import CircuitKV
 from pipeline.methods.full import FullCache
 from pipeline.methods.snapkv import SnapKV
@@ -23,4 +23,6 @@ def build_method(name: str, **params) -> Method:
     return REGISTRY[name](**params)
 
 
-__all__ = ["REGISTRY", "BudgetError", "Method", "build_method", "check_budget", "select"]
+__all__ = [
+    "REGISTRY", "BudgetError", "Method", "build_method", "check_budget", "keep_positions", "score_layers", "select",
+]

@@ -139,18 +139,16 @@ def top_positions(scores: torch.Tensor, budget: int) -> torch.Tensor:
     return torch.sort(kept, dim=-1).values
 
 
-def select(method: Method, prefill: Prefill, budget: int, seed: int = 0) -> list[torch.Tensor]:
-    """Score every layer of ``prefill`` and return the kept positions per layer.
+def score_layers(method: Method, prefill: Prefill, seed: int = 0) -> list[torch.Tensor]:
+    """Score every layer of ``prefill``; scores do not depend on the budget.
 
     Returns:
-        Per layer, sorted kept positions of shape (num_kv_heads, budget_l).
+        Per layer, keep-scores of shape (num_kv_heads, n).
     """
-    budgets = method.layer_budgets(budget, prefill.num_layers)
-    device = prefill.input_ids.device
-    generator = torch.Generator(device=device)
+    generator = torch.Generator(device=prefill.input_ids.device)
     generator.manual_seed(seed)
 
-    kept = []
+    scores = []
     for layer in range(prefill.num_layers):
         view = LayerView(
             layer=layer,
@@ -160,6 +158,20 @@ def select(method: Method, prefill: Prefill, budget: int, seed: int = 0) -> list
             scaling=prefill.scaling,
             generator=generator,
         )
-        scores = method.score(view)  # (kv_heads, n)
-        kept.append(top_positions(scores, budgets[layer]))
-    return kept
+        scores.append(method.score(view))  # (kv_heads, n)
+    return scores
+
+
+def keep_positions(method: Method, scores: list[torch.Tensor], budget: int) -> list[torch.Tensor]:
+    """Turn per-layer scores into the kept positions under ``budget``.
+
+    Returns:
+        Per layer, sorted kept positions of shape (num_kv_heads, budget_l).
+    """
+    budgets = method.layer_budgets(budget, len(scores))
+    return [top_positions(layer_scores, layer_budget) for layer_scores, layer_budget in zip(scores, budgets)]
+
+
+def select(method: Method, prefill: Prefill, budget: int, seed: int = 0) -> list[torch.Tensor]:
+    """Score ``prefill`` and return the kept positions per layer under ``budget``."""
+    return keep_positions(method, score_layers(method, prefill, seed), budget)

