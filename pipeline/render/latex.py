@@ -1,0 +1,68 @@
+"""A Jinja2 environment for LaTeX templates that escapes every inserted value.
+
+Delimiters stay clear of LaTeX's braces and percent signs:
+
+    ((( value )))      insert a value, escaped for LaTeX unless it is ``Latex``
+    ((* if x *)) ... ((* endif *))    statements
+    ((= comment =))    template comments
+
+Undefined variables raise, and a float must be formatted with the ``num``
+filter, so no unrounded or missing number reaches the paper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+from pylatexenc.latexencode import UnicodeToLatexEncoder
+
+_ENCODER = UnicodeToLatexEncoder(non_ascii_only=False, replacement_latex_protection="braces-after-macro")
+
+
+class Latex(str):
+    """A string that is already LaTeX and is inserted as is."""
+
+
+def escape(text: str) -> Latex:
+    """Escape ``text`` for LaTeX, including ``% & $ # _ { } ~ ^ \\`` and non-ASCII characters."""
+    return Latex(_ENCODER.unicode_to_latex(text))
+
+
+def _finalize(value):
+    if isinstance(value, Latex):
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"Refusing to insert the boolean {value!r} into LaTeX; decide the wording in Python.")
+    if isinstance(value, float):
+        raise TypeError(f"Unformatted float {value!r} in a template; format it with the num filter, e.g. x|num(1).")
+    if isinstance(value, int):
+        return str(value)
+    return escape(str(value))
+
+
+def format_number(value: float, digits: int = 1) -> Latex:
+    """Format a number with ``digits`` decimals as LaTeX text."""
+    return Latex(f"{value:.{digits}f}")
+
+
+def make_environment(template_dir: Path) -> jinja2.Environment:
+    """Build the environment that renders the paper's templates from ``template_dir``."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir)),
+        block_start_string="((*",
+        block_end_string="*))",
+        variable_start_string="(((",
+        variable_end_string=")))",
+        comment_start_string="((=",
+        comment_end_string="=))",
+        undefined=jinja2.StrictUndefined,
+        finalize=_finalize,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters["num"] = format_number
+    environment.filters["latex"] = Latex
+    return environment

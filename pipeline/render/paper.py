@@ -1,0 +1,177 @@
+"""Render the paper: results JSON -> figures and ``paper/main.tex`` with its assets.
+
+    python -m pipeline.render.paper [--results data/results] [--paper paper] [--figures figures]
+                                    [--mode review|accepted|preprint] [--kit PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from pipeline.experiments.schema import ResultsError, read_cell
+from pipeline.render import claims, figures
+from pipeline.render.latex import Latex, make_environment
+from pipeline.render.results import TASK_LABELS, main_table, result_macros, results_frame, task_order
+
+logger = logging.getLogger(__name__)
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+TEMPLATES = REPOSITORY / "templates"
+OUR_STYLE = "icml2026compat"
+KIT_STYLE = "icml2026"
+MODES = ("review", "accepted", "preprint")
+ASSETS = ("references.bib",)
+FIGURE_RESULTS = "average_by_budget.pdf"
+
+
+class PaperError(RuntimeError):
+    """The paper cannot be rendered from the given inputs."""
+
+
+def load_cells(results_dir: Path):
+    """Read every cell file under ``results_dir/cells`` as ``(path, cell)`` pairs."""
+    cell_dir = results_dir / "cells"
+    paths = sorted(path for path in cell_dir.rglob("*.json") if not path.name.startswith("."))
+    if not paths:
+        raise ResultsError(f"{cell_dir}: no result files found; run `make results` first.")
+    return [(path.relative_to(REPOSITORY) if path.is_relative_to(REPOSITORY) else path, read_cell(path)) for path in paths]
+
+
+def read_authors(path: Path) -> dict:
+    """Authors for the camera-ready and preprint modes; review mode never calls this."""
+    if not path.is_file():
+        raise PaperError(
+            f"{path} not found: the accepted and preprint modes need the authors. "
+            "Copy paper/authors.example.yaml to paper/authors.yaml and fill it in."
+        )
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    authors = data.get("authors")
+    if not isinstance(authors, list) or not authors:
+        raise PaperError(f"{path}: field 'authors' must be a non-empty list.")
+
+    def first(value):
+        return value[0] if isinstance(value, list) else value
+
+    affiliations: list[str] = []
+    entries = []
+    for index, author in enumerate(authors, start=1):
+        if not isinstance(author, dict) or not author.get("name"):
+            raise PaperError(f"{path}: authors entry {index} has no 'name'.")
+        affiliation = first(author.get("affiliation")) or "Independent researcher"
+        if affiliation not in affiliations:
+            affiliations.append(affiliation)
+        entries.append(
+            {"name": author["name"], "key": f"aff{affiliations.index(affiliation) + 1}", "email": first(author.get("email"))}
+        )
+    corresponding = next((entry for entry in entries if entry["email"]), None)
+    return {
+        "authors": entries,
+        "affiliations": [{"key": f"aff{i + 1}", "text": text} for i, text in enumerate(affiliations)],
+        "corresponding": corresponding,
+    }
+
+
+def _setup(cells) -> dict:
+    """Facts of the run that the paper states, read from the results."""
+    first = cells[0][1]
+    params = {cell.config.method: cell.config.method_params for _, cell in cells}
+    samples = sorted({(cell.config.task, len(cell.samples)) for _, cell in cells})
+    context = sorted({cell.config.context_tokens for _, cell in cells if cell.config.context_tokens})
+    budgets = sorted({cell.config.budget for _, cell in cells if cell.config.budget})
+    return {
+        "model_id": first.model.model_id,
+        "num_layers": first.model.num_layers,
+        "num_kv_heads": first.model.num_kv_heads,
+        "head_dim": first.model.head_dim,
+        "dtype": first.model.dtype,
+        "device": first.provenance.device_name,
+        "device_type": first.model.device,
+        "samples": [{"task": TASK_LABELS.get(task, task), "count": count} for task, count in samples],
+        "context_tokens": context,
+        "budgets": budgets,
+        "params": params,
+        "seed": first.config.seed,
+    }
+
+
+def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "review", kit: Path | None = None) -> Path:
+    """Draw the figures and write ``paper_dir/main.tex`` with the style, bibliography and figures."""
+    if mode not in MODES:
+        raise PaperError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+    cells = load_cells(results_dir)
+    frame = results_frame(cells)
+
+    figure_path = figures.average_by_budget(frame, figure_dir / FIGURE_RESULTS)
+    labels, rows = main_table(frame)
+    context = {
+        "mode": mode,
+        "style_package": KIT_STYLE if kit else OUR_STYLE,
+        "style_options": "" if mode == "review" else mode,
+        "bibliography_style": KIT_STYLE if kit else "plainnat",
+        "people": read_authors(paper_dir / "authors.yaml") if mode != "review" else None,
+        "table_columns": labels,
+        "table_rows": rows,
+        "macros": result_macros(frame),
+        "comparisons": claims.compare(frame),
+        "tasks": [TASK_LABELS.get(task, task) for task in task_order(frame)],
+        "setup": _setup(cells),
+        "figure_results": Latex(f"figures/{FIGURE_RESULTS}"),
+    }
+
+    environment = make_environment(TEMPLATES)
+    try:
+        text = environment.get_template("main.tex.j2").render(**context)
+    except jinja2.TemplateSyntaxError as error:
+        raise PaperError(f"{error.filename or error.name}:{error.lineno}: template syntax error: {error.message}") from None
+    except jinja2.UndefinedError as error:
+        raise PaperError(f"Template refers to an undefined value: {error.message}") from None
+
+    paper_dir.mkdir(parents=True, exist_ok=True)
+    (paper_dir / "figures").mkdir(exist_ok=True)
+    shutil.copyfile(figure_path, paper_dir / "figures" / FIGURE_RESULTS)
+    for asset in ASSETS:
+        shutil.copyfile(TEMPLATES / asset, paper_dir / asset)
+    if kit:
+        for name in (f"{KIT_STYLE}.sty", f"{KIT_STYLE}.bst"):
+            if not (kit / name).is_file():
+                raise PaperError(f"ICML_KIT={kit}: {name} not found there; point ICML_KIT at the unpacked official kit.")
+            shutil.copyfile(kit / name, paper_dir / name)
+    else:
+        shutil.copyfile(TEMPLATES / f"{OUR_STYLE}.sty", paper_dir / f"{OUR_STYLE}.sty")
+
+    target = paper_dir / "main.tex"
+    temporary = target.with_name(".main.tex.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(target)
+    logger.info("Wrote %s", target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.render.paper", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=REPOSITORY / "data/results", help="results directory")
+    parser.add_argument("--paper", type=Path, default=REPOSITORY / "paper", help="output directory of main.tex")
+    parser.add_argument("--figures", type=Path, default=REPOSITORY / "figures", help="output directory of figures")
+    parser.add_argument("--mode", default=os.environ.get("MODE", "review"), choices=MODES)
+    parser.add_argument("--kit", type=Path, default=os.environ.get("ICML_KIT") or None,
+                        help="directory of the official ICML 2026 kit (default: $ICML_KIT, else our own style)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        render(args.results, args.paper, args.figures, args.mode, args.kit)
+    except (PaperError, ResultsError, ValueError) as error:
+        logger.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

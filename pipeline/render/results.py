@@ -1,0 +1,142 @@
+"""Turn validated result cells into the paper's tables and result macros.
+
+Every number the paper prints is defined here as a ``\\resultdef`` entry
+whose comment names the JSON file and field it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.experiments.schema import CellResult
+from pipeline.render.latex import Latex, format_number
+
+METHOD_ORDER = ("full", "streamingllm", "h2o", "snapkv", "pyramidkv", "circuitkv")
+METHOD_LABELS = {
+    "full": "Full cache",
+    "streamingllm": "StreamingLLM",
+    "h2o": "H2O",
+    "snapkv": "SnapKV",
+    "pyramidkv": "PyramidKV",
+    "circuitkv": "CircuitKV (Ours)",
+}
+TASK_LABELS = {
+    "niah_single_1": "NIAH single",
+    "niah_multikey_1": "NIAH multi-key",
+    "multi_news": "MultiNews",
+}
+OUR_METHOD = "circuitkv"
+
+
+def results_frame(cells: list[tuple[Path, CellResult]]) -> pd.DataFrame:
+    """One row per cell: task, benchmark, method, budget (0 for the full cache), mean score, samples, file."""
+    rows = []
+    for path, cell in cells:
+        rows.append(
+            {
+                "task": cell.config.task,
+                "benchmark": cell.config.benchmark,
+                "method": cell.config.method,
+                "budget": cell.config.budget or 0,
+                "score": cell.mean_score,
+                "num_samples": len(cell.samples),
+                "file": str(path),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    duplicated = frame.duplicated(["task", "method", "budget"], keep=False)
+    if duplicated.any():
+        files = ", ".join(frame.loc[duplicated, "file"])
+        raise ValueError(f"Several result files describe the same cell: {files}. Keep one of them.")
+    return frame
+
+
+def task_order(frame: pd.DataFrame) -> list[str]:
+    """Tasks in a stable order: RULER first, then LongBench, each alphabetical."""
+    tasks = frame[["benchmark", "task"]].drop_duplicates().sort_values(["benchmark", "task"], ascending=[False, True])
+    return list(tasks["task"])
+
+
+def score_pivot(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean scores with rows (method, budget) in paper order and columns tasks + ``avg``.
+
+    ``avg`` is the unweighted mean over tasks; it is NaN when a task is missing for that row.
+    """
+    tasks = task_order(frame)
+    pivot = frame.pivot_table(index=["method", "budget"], columns="task", values="score", aggfunc="first")
+    pivot = pivot.reindex(columns=tasks)
+    pivot["avg"] = pivot[tasks].mean(axis=1, skipna=False)
+
+    def order(key: tuple[str, int]) -> tuple[int, int, int]:
+        method, budget = key
+        rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+        return (0 if method == "full" else 1, budget, rank)
+
+    return pivot.loc[sorted(pivot.index, key=order)]
+
+
+@dataclass(frozen=True)
+class TableRow:
+    label: str
+    budget: str
+    cells: list[Latex]
+    starts_group: bool
+
+
+def main_table(frame: pd.DataFrame) -> tuple[list[str], list[TableRow]]:
+    """Table 1: column labels and rows; the best compressed score per budget and column is bold."""
+    pivot = score_pivot(frame)
+    columns = list(pivot.columns)
+    compressed = pivot.drop(index="full", level="method", errors="ignore")
+    best = compressed.groupby(level="budget").max()
+
+    rows = []
+    previous_budget = None
+    for (method, budget), values in pivot.iterrows():
+        cells = []
+        for column in columns:
+            value = values[column]
+            if pd.isna(value):
+                cells.append(Latex("--"))
+                continue
+            text = format_number(value)
+            if method != "full" and math.isclose(value, best.loc[budget, column], abs_tol=1e-9):
+                text = Latex(rf"\textbf{{{text}}}")
+            cells.append(text)
+        rows.append(
+            TableRow(
+                label=METHOD_LABELS.get(method, method),
+                budget="all" if method == "full" else str(budget),
+                cells=cells,
+                starts_group=previous_budget is not None and budget != previous_budget,
+            )
+        )
+        previous_budget = budget
+    labels = [TASK_LABELS.get(task, task) for task in columns[:-1]] + ["Avg."]
+    return labels, rows
+
+
+def macro_key(task: str, method: str, budget: int) -> str:
+    """Key of one result macro: ``task/method/b128`` or ``task/full/all``."""
+    return f"{task}/{method}/" + ("all" if method == "full" else f"b{budget}")
+
+
+def result_macros(frame: pd.DataFrame) -> list[tuple[str, Latex, str]]:
+    """``(key, formatted value, source)`` for every cell and every per-row average."""
+    macros = []
+    for record in frame.sort_values(["task", "method", "budget"]).itertuples():
+        macros.append(
+            (macro_key(record.task, record.method, record.budget), format_number(record.score), f"{record.file}: mean_score")
+        )
+    pivot = score_pivot(frame)
+    for (method, budget), value in pivot["avg"].items():
+        if pd.isna(value):
+            continue
+        files = frame[(frame.method == method) & (frame.budget == budget)]["file"]
+        source = "mean over tasks of mean_score in " + ", ".join(sorted(files))
+        macros.append((macro_key("avg", method, budget), format_number(value), source))
+    return macros
