@@ -28,7 +28,7 @@ class BudgetError(ValueError):
 
 @dataclass
 class LayerView:
-    """What one layer's prefill offers to a scorer.
+    """The tensors of one layer's prefill that a scorer reads.
 
     Attributes:
         layer: Layer index.
@@ -94,7 +94,7 @@ class Method:
     compresses: ClassVar[bool] = True
 
     def min_budget(self) -> int:
-        """Smallest budget the method accepts (its forced positions)."""
+        """Smallest budget the method accepts: the number of positions it always keeps."""
         return 1
 
     def layer_budgets(self, budget: int, num_layers: int) -> list[int]:

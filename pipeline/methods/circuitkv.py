@@ -39,7 +39,7 @@ class CircuitKV(Method):
     window: int = 32
 
     def min_budget(self) -> int:
-        return self.num_sinks + self.window + 1
+        return self.num_sinks + self.window
 
     def score(self, view: LayerView) -> torch.Tensor:
         n = view.num_tokens

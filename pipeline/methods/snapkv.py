@@ -34,11 +34,13 @@ class SnapKV(Method):
     kernel_size: int = 7
 
     def min_budget(self) -> int:
-        return self.window + 1
+        return self.window
 
     def score(self, view: LayerView) -> torch.Tensor:
         n = view.num_tokens
-        window = min(self.window, n)
+        if n <= self.window:
+            return torch.full((view.num_kv_heads, n), FORCED, device=view.keys.device)
+        window = self.window
         positions = torch.arange(n - window, n, device=view.keys.device)  # (w,)
 
         scores = []
@@ -47,8 +49,10 @@ class SnapKV(Method):
             scores.append(attention.sum(dim=0))  # (n,)
         scores = torch.stack(scores)  # (kv_heads, n)
 
+        # Pool the prefix only, as SnapKV does, so window scores never spill into it.
+        prefix = scores[:, : n - window]  # (kv_heads, n - w)
         pooled = F.max_pool1d(
-            scores.unsqueeze(1), kernel_size=self.kernel_size, stride=1, padding=self.kernel_size // 2
-        ).squeeze(1)  # (kv_heads, n)
-        pooled[:, n - window :] = FORCED
+            prefix.unsqueeze(1), kernel_size=self.kernel_size, stride=1, padding=self.kernel_size // 2
+        ).squeeze(1)  # (kv_heads, n - w)
+        pooled = torch.cat([pooled, torch.full_like(scores[:, n - window :], FORCED)], dim=1)  # (kv_heads, n)
         return pooled

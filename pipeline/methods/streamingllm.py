@@ -24,7 +24,7 @@ class StreamingLLM(Method):
     num_sinks: int = 4
 
     def min_budget(self) -> int:
-        return self.num_sinks + 1
+        return self.num_sinks
 
     def score(self, view: LayerView) -> torch.Tensor:
         # Recency as the score: later positions rank higher; sinks are forced.

@@ -37,12 +37,17 @@ class PaperError(RuntimeError):
 
 
 def load_cells(results_dir: Path):
-    """Read every cell file under ``results_dir/cells`` as ``(path, cell)`` pairs."""
+    """Read every cell file under ``results_dir/cells`` as ``(display path, cell)`` pairs.
+
+    The display path is relative (to the repository, else to the results
+    directory's parent), so no absolute path or user name reaches the paper.
+    """
     cell_dir = results_dir / "cells"
     paths = sorted(path for path in cell_dir.rglob("*.json") if not path.name.startswith("."))
     if not paths:
         raise ResultsError(f"{cell_dir}: no result files found; run `make results` first.")
-    return [(path.relative_to(REPOSITORY) if path.is_relative_to(REPOSITORY) else path, read_cell(path)) for path in paths]
+    base = REPOSITORY if results_dir.resolve().is_relative_to(REPOSITORY) else results_dir.resolve().parent
+    return [(path.resolve().relative_to(base), read_cell(path)) for path in paths]
 
 
 def read_authors(path: Path) -> dict:

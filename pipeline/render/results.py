@@ -126,17 +126,21 @@ def macro_key(task: str, method: str, budget: int) -> str:
 
 
 def result_macros(frame: pd.DataFrame) -> list[tuple[str, Latex, str]]:
-    """``(key, formatted value, source)`` for every cell and every per-row average."""
+    """``(key, formatted value, source)`` for every cell and every per-row average.
+
+    The source goes into a LaTeX comment, so it is not escaped.
+    """
     macros = []
     for record in frame.sort_values(["task", "method", "budget"]).itertuples():
         macros.append(
-            (macro_key(record.task, record.method, record.budget), format_number(record.score), f"{record.file}: mean_score")
+            (macro_key(record.task, record.method, record.budget), format_number(record.score),
+             Latex(f"{record.file}: mean_score"))
         )
     pivot = score_pivot(frame)
     for (method, budget), value in pivot["avg"].items():
         if pd.isna(value):
             continue
         files = frame[(frame.method == method) & (frame.budget == budget)]["file"]
-        source = "mean over tasks of mean_score in " + ", ".join(sorted(files))
+        source = Latex("mean over tasks of mean_score in " + ", ".join(sorted(files)))
         macros.append((macro_key("avg", method, budget), format_number(value), source))
     return macros

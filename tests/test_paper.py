@@ -1,0 +1,150 @@
+"""Render and build the paper from fixture results; check its table, claims, build errors and anonymity."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import standard_scores
+from pipeline.checks.anonymity import check_anonymity
+from pipeline.render import build, paper
+
+pytestmark = pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk not installed (run `make tex`)")
+
+
+def full_text(pdf) -> str:
+    return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def pdf_text(pdf) -> str:
+    """Text of the left columns, then of the right columns, each with its layout kept."""
+    columns = []
+    for x in (0, 306):
+        command = ["pdftotext", "-layout", "-x", str(x), "-y", "0", "-W", "306", "-H", "792", str(pdf), "-"]
+        columns.append(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    return "\n".join(columns)
+
+
+def render_and_build(results, tmp_path, name="paper"):
+    paper_dir = tmp_path / name
+    paper.render(results, paper_dir, tmp_path / f"{name}-figures")
+    return paper_dir, build.build(paper_dir)
+
+
+def table_row(text: str, label: str, budget: str) -> list[str]:
+    for line in text.splitlines():
+        words = line.split()
+        if line.strip().startswith(label) and budget in words:
+            return words
+    raise AssertionError(f"row {label} {budget} not found in:\n{text}")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One fixture paper built once for the module."""
+    from conftest import _cell
+
+    tmp_path = tmp_path_factory.mktemp("built")
+    results = tmp_path / "results"
+    for (task, method, budget), score in standard_scores().items():
+        from pipeline.experiments.schema import cell_filename
+
+        path = results / "cells" / cell_filename(task, method, budget)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_cell(task, method, budget, score)))
+    paper_dir, pdf = render_and_build(results, tmp_path)
+    return results, paper_dir, pdf
+
+
+def test_pdf_is_letter_and_anonymous(built):
+    _, _, pdf = built
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert "612 x 792 pts" in info
+    assert "Anonymous Authors" in info
+    text = full_text(pdf)
+    assert "Anonymous Authors" in text
+    assert "??" not in text
+
+
+def test_table_shows_fixture_scores(built):
+    text = pdf_text(built[2])
+    assert table_row(text, "SnapKV", "128")[-3:] == ["60.0", "60.0", "60.0"]
+    assert table_row(text, "CircuitKV", "512")[-3:] == ["60.0", "60.0", "60.0"]
+
+
+def test_best_compressed_score_is_bold(built):
+    tex = (built[1] / "main.tex").read_text()
+    assert r"SnapKV & 128 & \textbf{60.0}" in tex
+    assert r"Full cache & all & 90.0" in tex
+
+
+def test_result_macros_name_their_source(built):
+    tex = (built[1] / "main.tex").read_text()
+    assert "prompt-circuitkv-b128.json: mean_score\n\\resultdef{niah_single_1/circuitkv/b128}{40.0}" in tex
+
+
+def test_edited_result_changes_table_cell(built, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(built[0], results)
+    path = results / "cells" / "niah_multikey_1" / "prompt-circuitkv-b128.json"
+    data = json.loads(path.read_text())
+    data["mean_score"] = 77.7
+    for sample in data["samples"]:
+        sample["score"] = 77.7
+    path.write_text(json.dumps(data))
+
+    _, pdf = render_and_build(results, tmp_path, "edited")
+    row = table_row(pdf_text(pdf), "CircuitKV", "128")
+    assert "77.7" in row
+    assert "58.9" in row  # the average (77.7 + 40.0) / 2 = 58.85 follows
+
+
+def test_claims_follow_the_results(write_results, tmp_path):
+    losing = paper.render(write_results(standard_scores(40.0, 60.0), tmp_path / "lose"), tmp_path / "p1", tmp_path / "f1")
+    winning = paper.render(write_results(standard_scores(60.0, 40.0), tmp_path / "win"), tmp_path / "p2", tmp_path / "f2")
+
+    def abstract(path):
+        text = path.read_text()
+        return text[text.index(r"\begin{abstract}") : text.index(r"\end{abstract}")]
+
+    assert "so it falls behind that baseline" in abstract(losing)
+    assert "so it improves on that baseline" in abstract(winning)
+    assert "it falls behind the strongest baseline" in losing.read_text()
+    assert "it improves on the strongest baseline" in winning.read_text()
+
+
+def test_latex_error_reports_file_and_line(built, tmp_path):
+    paper_dir = tmp_path / "broken"
+    shutil.copytree(built[1], paper_dir, ignore=shutil.ignore_patterns("build"))
+    main = paper_dir / "main.tex"
+    lines = main.read_text().splitlines()
+    position = lines.index(r"\section{Introduction}") + 1
+    lines.insert(position, r"\undefinedcommandhere")
+    main.write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(build.BuildError) as error:
+        build.build(paper_dir)
+    message = str(error.value)
+    assert f"main.tex:{position + 1}: Undefined control sequence" in message
+    assert r"\undefinedcommandhere" in message
+
+
+def test_anonymity_clean_then_planted_name_found(built, tmp_path):
+    authors = tmp_path / "authors.yaml"
+    authors.write_text("authors:\n  - name: Grace Placeholder\n    email: grace@example.org\n")
+    _, paper_dir, pdf = built
+    assert check_anonymity(paper_dir, pdf, authors).clean
+
+    planted = tmp_path / "planted"
+    shutil.copytree(paper_dir, planted)
+    main = planted / "main.tex"
+    main.write_text(main.read_text().replace("We propose CircuitKV", "Grace Placeholder proposes CircuitKV"))
+    report = check_anonymity(planted, planted / "build" / "main.pdf", authors)
+    assert not report.clean
+    assert any("main.tex" in finding.location for finding in report.findings)
+
+
+def test_missing_results_is_a_clear_error(tmp_path):
+    with pytest.raises(Exception, match="no result files found; run `make results` first"):
+        paper.render(tmp_path / "nothing", tmp_path / "p", tmp_path / "f")

@@ -1,0 +1,86 @@
+"""Result files: atomic writes and validation errors that name the file and field."""
+
+import json
+import logging
+
+import pytest
+
+from pipeline.experiments.schema import CellResult, ResultsError, read_cell, write_cell
+
+
+@pytest.fixture
+def cell_path(write_results):
+    from conftest import standard_scores
+
+    directory = write_results(standard_scores())
+    return directory / "cells" / "niah_single_1" / "prompt-snapkv-b128.json"
+
+
+def test_valid_cell_reads(cell_path):
+    cell = read_cell(cell_path)
+    assert cell.config.method == "snapkv"
+    assert cell.mean_score == 60.0
+
+
+def test_invalid_json_names_file_and_line(cell_path):
+    cell_path.write_text('{"schema_version": 1,\n "config": ')
+    with pytest.raises(ResultsError, match=r"prompt-snapkv-b128\.json: invalid JSON at line 2"):
+        read_cell(cell_path)
+
+
+def test_missing_field_is_named(cell_path):
+    data = json.loads(cell_path.read_text())
+    del data["samples"][1]["score"]
+    cell_path.write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match=r"field samples\.1\.score: Field required"):
+        read_cell(cell_path)
+
+
+def test_out_of_range_score_is_named(cell_path):
+    data = json.loads(cell_path.read_text())
+    data["mean_score"] = 140
+    cell_path.write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match="field mean_score"):
+        read_cell(cell_path)
+
+
+def test_sample_count_must_match_config(cell_path):
+    data = json.loads(cell_path.read_text())
+    data["samples"].pop()
+    cell_path.write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match="num_samples is 2 but the file has 1 samples"):
+        read_cell(cell_path)
+
+
+def test_edited_mean_warns_but_is_used(cell_path, caplog):
+    data = json.loads(cell_path.read_text())
+    data["mean_score"] = 55.5
+    cell_path.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING):
+        cell = read_cell(cell_path)
+    assert cell.mean_score == 55.5
+    assert "differs from the mean" in caplog.text
+
+
+def test_write_is_atomic_and_round_trips(cell_path, tmp_path):
+    cell = read_cell(cell_path)
+    target = tmp_path / "out" / "cell.json"
+    write_cell(target, cell)
+    assert read_cell(target) == cell
+    assert [p.name for p in target.parent.iterdir()] == ["cell.json"]  # no temporary left behind
+
+
+def test_failed_write_keeps_previous_file(cell_path, tmp_path, monkeypatch):
+    cell = read_cell(cell_path)
+    target = tmp_path / "cell.json"
+    write_cell(target, cell)
+    before = target.read_text()
+
+    def broken_dump(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(CellResult, "model_dump", broken_dump)
+    with pytest.raises(RuntimeError):
+        write_cell(target, cell)
+    assert target.read_text() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
