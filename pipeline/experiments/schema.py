@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from pipeline.atomic import write_text_atomically
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 logger = logging.getLogger(__name__)
@@ -119,18 +118,7 @@ def sample_mean(samples: list[SampleResult]) -> float:
 
 def write_cell(path: Path, cell: CellResult) -> None:
     """Write ``cell`` atomically: a temporary file in the same directory, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(cell.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, json.dumps(cell.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n")
 
 
 def read_cell(path: Path) -> CellResult:
