@@ -179,6 +179,10 @@ def run_grid(config: GridConfig) -> list[Path]:
     stops = _stop_token_ids(model, tokenizer)
     limit = model.config.max_position_embeddings
     max_prompt_tokens = min(config.max_prompt_tokens or limit, limit)
+    # Provenance describes the code as it was when the run started.
+    record = provenance.collect(device)
+    if record.git_dirty:
+        logger.warning("The working tree has uncommitted changes; results record git_dirty=true.")
     written = []
 
     for task in config.tasks:
@@ -198,7 +202,6 @@ def run_grid(config: GridConfig) -> list[Path]:
             _run_sample(sample, cells, model, tokenizer, stops, max_prompt_tokens, config.seed)
 
         elapsed = time.perf_counter() - started
-        record = provenance.collect(device)
         for cell in cells:
             result = CellResult(
                 schema_version=SCHEMA_VERSION,
