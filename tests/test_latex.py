@@ -64,3 +64,14 @@ def test_num_filter_formats(environment):
 def test_braces_and_percent_are_not_delimiters(environment):
     source = "{{ x }} {% raw %} % comment\n((* if flag *))yes((* endif *))"
     assert render(environment, source, flag=True) == "{{ x }} {% raw %} % comment\nyes"
+
+
+def test_templates_avoid_ambiguous_parentheses():
+    """'(((( x ))))' parses as the expression '( x )' and drops the outer parentheses from the output."""
+    from pathlib import Path
+
+    templates = Path(__file__).resolve().parents[1] / "templates"
+    for path in templates.rglob("*.j2"):
+        text = path.read_text()
+        assert "((((" not in text, path
+        assert "))))" not in text, path

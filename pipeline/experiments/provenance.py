@@ -30,6 +30,11 @@ def device_name(device: torch.device) -> str:
     """Human-readable accelerator or CPU name."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "cpu"
 
 

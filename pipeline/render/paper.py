@@ -84,6 +84,11 @@ def read_authors(path: Path) -> dict:
     }
 
 
+def model_name(model_id: str) -> str:
+    """Short model name for prose: the last path part, without notes in brackets."""
+    return model_id.split(" (")[0].rstrip("/").split("/")[-1]
+
+
 def _setup(cells) -> dict:
     """Facts of the run that the paper states, read from the results."""
     first = cells[0][1]
@@ -93,6 +98,8 @@ def _setup(cells) -> dict:
     budgets = sorted({cell.config.budget for _, cell in cells if cell.config.budget})
     return {
         "model_id": first.model.model_id,
+        "model_name": model_name(first.model.model_id),
+        "threads": first.provenance.torch_threads,
         "num_layers": first.model.num_layers,
         "num_kv_heads": first.model.num_kv_heads,
         "head_dim": first.model.head_dim,
