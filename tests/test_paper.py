@@ -148,3 +148,11 @@ def test_anonymity_clean_then_planted_name_found(built, tmp_path):
 def test_missing_results_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="no result files found; run `make results` first"):
         paper.render(tmp_path / "nothing", tmp_path / "p", tmp_path / "f")
+
+
+def test_task_the_model_fails_is_flagged(write_results, tmp_path):
+    scores = standard_scores()
+    scores[("niah_multikey_1", "full", None)] = 15.0
+    tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
+    assert r"On NIAH multi-key the full cache itself scores only \result{niah_multikey_1/full/all}" in tex
+    assert "On NIAH single the full cache itself" not in tex

@@ -8,6 +8,9 @@ import pandas as pd
 
 from pipeline.render.results import METHOD_LABELS, OUR_METHOD, TASK_LABELS, macro_key, score_pivot
 
+# A task on which the full cache scores below this says little about compression.
+WEAK_TASK_SCORE = 50.0
+
 # Average differences within this many points (0-100 scale) read as "matches".
 # NOTE: a fixed margin, not a statistical test; paired bootstrap intervals replace it later.
 TIE_MARGIN = 0.5
@@ -65,3 +68,24 @@ def compare(frame: pd.DataFrame) -> list[Comparison]:
             )
         )
     return comparisons
+
+
+@dataclass(frozen=True)
+class WeakTask:
+    """A task the uncompressed model mostly fails, with the key of its full-cache score."""
+
+    label: str
+    full_key: str
+
+
+def weak_tasks(frame: pd.DataFrame, threshold: float = WEAK_TASK_SCORE) -> list[WeakTask]:
+    """Tasks whose full-cache score is below ``threshold``, in table order."""
+    pivot = score_pivot(frame)
+    if ("full", 0) not in pivot.index:
+        return []
+    full = pivot.loc[("full", 0)].drop("avg")
+    return [
+        WeakTask(TASK_LABELS.get(task, task), macro_key(task, "full", 0))
+        for task, score in full.items()
+        if not pd.isna(score) and score < threshold
+    ]

@@ -133,6 +133,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         "table_rows": rows,
         "macros": result_macros(frame),
         "comparisons": claims.compare(frame),
+        "weak_tasks": claims.weak_tasks(frame),
         "tasks": [TASK_LABELS.get(task, task) for task in task_order(frame)],
         "setup": _setup(cells),
         "figure_results": Latex(f"figures/{FIGURE_RESULTS}"),
