@@ -76,8 +76,9 @@ def test_snapkv_matches_dense_reference(full_prefill):
             queries = full_prefill.queries[layer][2 * kv_head : 2 * kv_head + 2, N - 32 :]  # (2, w, d)
             logits = queries @ keys[kv_head].T * full_prefill.scaling  # (2, w, n)
             causal = torch.arange(N).unsqueeze(0) <= torch.arange(N - 32, N).unsqueeze(1)
-            attention = torch.softmax(logits.masked_fill(~causal, -math.inf), dim=-1).mean(0).sum(0)  # (n,)
-            pooled = torch.nn.functional.max_pool1d(attention[None, None, : N - 32], 7, 1, 3)[0, 0]  # prefix only
+            attention = torch.softmax(logits.masked_fill(~causal, -math.inf), dim=-1).sum(1)  # (2, n)
+            per_head = torch.nn.functional.max_pool1d(attention[:, None, : N - 32], 7, 1, 3)[:, 0]  # prefix only
+            pooled = per_head.mean(0)  # (n - 32,)
             kept_positions = kept[layer][kv_head].tolist()
             assert kept_positions[-32:] == list(range(N - 32, N))
             # Max pooling makes ties, so compare the kept scores rather than tie-broken indices.

@@ -64,8 +64,8 @@ class LayerView:
         start = kv_head * self.group_size
         return self.queries[start : start + self.group_size]
 
-    def attention_rows(self, kv_head: int, positions: torch.Tensor) -> torch.Tensor:
-        """Causal attention rows of ``positions`` for one KV head, averaged over its query heads.
+    def head_attention_rows(self, kv_head: int, positions: torch.Tensor) -> torch.Tensor:
+        """Causal attention rows of ``positions`` for each query head that reads ``kv_head``.
 
         Row i is softmax(q_i K^T * scaling) over keys 0..i and zero after i.
         Only keys up to the largest requested position are read.
@@ -75,7 +75,7 @@ class LayerView:
             positions: Query positions, shape (m,).
 
         Returns:
-            Attention probabilities, shape (m, max(positions) + 1).
+            Attention probabilities, shape (group_size, m, max(positions) + 1).
         """
         width = int(positions.max()) + 1
         queries = self.group_queries(kv_head)[:, positions]  # (g, m, d)
@@ -84,7 +84,15 @@ class LayerView:
         columns = torch.arange(width, device=logits.device)
         future = columns.unsqueeze(0) > positions.unsqueeze(1)  # (m, w)
         logits = logits.masked_fill(future.unsqueeze(0), -math.inf)
-        return torch.softmax(logits, dim=-1).mean(dim=0)  # (m, w)
+        return torch.softmax(logits, dim=-1)  # (g, m, w)
+
+    def attention_rows(self, kv_head: int, positions: torch.Tensor) -> torch.Tensor:
+        """Causal attention rows of ``positions`` averaged over the query heads of ``kv_head``.
+
+        Returns:
+            Attention probabilities, shape (m, max(positions) + 1).
+        """
+        return self.head_attention_rows(kv_head, positions).mean(dim=0)
 
 
 class Method:
