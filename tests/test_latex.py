@@ -75,3 +75,12 @@ def test_templates_avoid_ambiguous_parentheses():
         text = path.read_text()
         assert "((((" not in text, path
         assert "))))" not in text, path
+
+
+def test_join_words():
+    from pipeline.render.latex import join_words
+
+    assert join_words([]) == ""
+    assert join_words(["A"]) == "A"
+    assert join_words(["A", "B"]) == "A and B"
+    assert join_words(["A", "B", "C"]) == "A, B and C"

@@ -149,3 +149,14 @@ def test_unknown_method_lists_available():
 def test_top_positions_sorted_and_forced_first():
     scores = torch.tensor([[math.inf, 0.1, 0.9, 0.5, math.inf]])
     assert top_positions(scores, 3).tolist() == [[0, 2, 4]]
+
+
+def test_grid_validation_runs_before_model_load(tmp_path):
+    from pipeline.experiments.runner import GridConfig, validate
+
+    with pytest.raises(ValueError, match="Unknown task 'nosuchtask'"):
+        validate(GridConfig(tasks=["nosuchtask"]))
+    with pytest.raises(ValueError, match="set LONGBENCH_DIR"):
+        validate(GridConfig(tasks=["multi_news"]))
+    with pytest.raises(BudgetError, match="36 positions that circuitkv"):
+        validate(GridConfig(tasks=["niah_single_1"], budgets=[20]))

@@ -171,8 +171,35 @@ def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens
     return cells
 
 
+def validate(config: GridConfig) -> None:
+    """Reject unknown tasks or methods and infeasible budgets before the model is loaded."""
+    for task in config.tasks:
+        if task in ruler.TASKS:
+            continue
+        if task not in longbench.TASK_METRICS:
+            raise ValueError(
+                f"Unknown task {task!r}. RULER tasks: {', '.join(sorted(ruler.TASKS))}; "
+                f"LongBench tasks: {', '.join(sorted(longbench.TASK_METRICS))}."
+            )
+        if config.longbench_dir is None:
+            raise ValueError(
+                f"Task {task} is a LongBench task: set {longbench.DATA_DIR_ENV} (or --longbench-dir) "
+                "to the directory with its jsonl file."
+            )
+    if not config.budgets:
+        raise ValueError("No budgets given; pass --budgets, e.g. --budgets 128,512.")
+
+    # Check the method with the most always-kept positions first, so the error names the binding limit.
+    methods = sorted((build_method(name) for name in config.methods), key=lambda m: -m.min_budget())
+    for method in methods:
+        if method.compresses:
+            for budget in config.budgets:
+                check_budget(method, budget)
+
+
 def run_grid(config: GridConfig) -> list[Path]:
     """Run every unfinished cell of the grid and return the paths written."""
+    validate(config)
     model, tokenizer, source = load_model(config.model, config.device)
     device = model.device
     model_info = _model_info(model, source, device)

@@ -46,6 +46,14 @@ def format_number(value: float, digits: int = 1) -> Latex:
     return Latex(f"{value:.{digits}f}")
 
 
+def join_words(items) -> str:
+    """Join items as prose: "A", "A and B", "A, B and C"."""
+    items = [str(item) for item in items]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def make_environment(template_dir: Path) -> jinja2.Environment:
     """Build the environment that renders the paper's templates from ``template_dir``."""
     environment = jinja2.Environment(
@@ -65,4 +73,5 @@ def make_environment(template_dir: Path) -> jinja2.Environment:
     )
     environment.filters["num"] = format_number
     environment.filters["latex"] = Latex
+    environment.filters["join_words"] = join_words
     return environment

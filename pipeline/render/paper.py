@@ -182,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         render(args.results, args.paper, args.figures, args.mode, args.kit)
     except (PaperError, ResultsError, ValueError) as error:
         logger.error("%s", error)
+        # A PDF from older inputs must not pass for the current one.
+        stale = args.paper / "build" / "main.pdf"
+        if stale.exists():
+            stale.unlink()
+            logger.error("Removed the stale %s; fix the error above and run `make paper` again.", stale)
         return 1
     return 0
 
