@@ -156,3 +156,13 @@ def test_task_the_model_fails_is_flagged(write_results, tmp_path):
     tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
     assert r"On NIAH multi-key the full cache itself scores only \result{niah_multikey_1/full/all}" in tex
     assert "On NIAH single the full cache itself" not in tex
+
+
+def test_rouge_task_is_never_called_failed(write_results, tmp_path):
+    scores = standard_scores()
+    scores[("multi_news", "full", None)] = 13.0
+    for method in ("streamingllm", "snapkv", "circuitkv"):
+        for budget in (128, 512):
+            scores[("multi_news", method, budget)] = 12.0
+    tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
+    assert "On MultiNews the full cache itself" not in tex

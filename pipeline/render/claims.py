@@ -8,7 +8,8 @@ import pandas as pd
 
 from pipeline.render.results import METHOD_LABELS, OUR_METHOD, TASK_LABELS, macro_key, score_pivot
 
-# A task on which the full cache scores below this says little about compression.
+# A RULER task (accuracy, 0-100) on which the full cache scores below this says
+# little about compression. Overlap metrics such as ROUGE-L have no such scale.
 WEAK_TASK_SCORE = 50.0
 
 # Average differences within this many points (0-100 scale) read as "matches".
@@ -79,13 +80,14 @@ class WeakTask:
 
 
 def weak_tasks(frame: pd.DataFrame, threshold: float = WEAK_TASK_SCORE) -> list[WeakTask]:
-    """Tasks whose full-cache score is below ``threshold``, in table order."""
+    """RULER tasks whose full-cache accuracy is below ``threshold``, in table order."""
     pivot = score_pivot(frame)
     if ("full", 0) not in pivot.index:
         return []
     full = pivot.loc[("full", 0)].drop("avg")
+    accuracy_tasks = set(frame.loc[frame.benchmark == "ruler", "task"])
     return [
         WeakTask(TASK_LABELS.get(task, task), macro_key(task, "full", 0))
         for task, score in full.items()
-        if not pd.isna(score) and score < threshold
+        if task in accuracy_tasks and not pd.isna(score) and score < threshold
     ]

@@ -18,7 +18,7 @@ import yaml
 
 from pipeline.experiments.schema import ResultsError, read_cell
 from pipeline.render import claims, figures
-from pipeline.render.latex import Latex, make_environment
+from pipeline.render.latex import Latex, format_number, make_environment
 from pipeline.render.results import TASK_LABELS, main_table, result_macros, results_frame, task_order
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         "macros": result_macros(frame),
         "comparisons": claims.compare(frame),
         "weak_tasks": claims.weak_tasks(frame),
+        "tie_margin": format_number(claims.TIE_MARGIN),
         "tasks": [TASK_LABELS.get(task, task) for task in task_order(frame)],
         "setup": _setup(cells),
         "figure_results": Latex(f"figures/{FIGURE_RESULTS}"),
