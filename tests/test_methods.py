@@ -142,7 +142,7 @@ def test_budget_below_forced_positions_rejected():
 
 
 def test_unknown_method_lists_available():
-    with pytest.raises(ValueError, match="available: full, streamingllm, snapkv, circuitkv"):
+    with pytest.raises(ValueError, match="available: full, streamingllm, h2o, snapkv, pyramidkv, circuitkv"):
         build_method("quantum")
 
 

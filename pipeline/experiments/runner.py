@@ -266,7 +266,7 @@ def _run_sample(sample, cells, model, tokenizer, stops, max_prompt_tokens, seed)
                 scores[method.name] = (layer_scores, time.perf_counter() - started)
             layer_scores, scoring_s = scores[method.name]
             cache = compress_cache(full, keep_positions(method, layer_scores, cell.budget))
-            expected = method.layer_budgets(cell.budget, full.num_layers)
+            expected = method.layer_budgets(cell.budget, full.num_layers, n)
             if cache_lengths(cache) != expected:
                 raise RuntimeError(
                     f"{method.name} at budget {cell.budget} produced cache lengths {cache_lengths(cache)}, "

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pipeline.methods.base import BudgetError, Method, check_budget, keep_positions, score_layers, select
 from pipeline.methods.circuitkv import CircuitKV
 from pipeline.methods.full import FullCache
+from pipeline.methods.h2o import H2O
+from pipeline.methods.pyramidkv import PyramidKV
 from pipeline.methods.snapkv import SnapKV
 from pipeline.methods.streamingllm import StreamingLLM
 
 REGISTRY: dict[str, type[Method]] = {
     FullCache.name: FullCache,
     StreamingLLM.name: StreamingLLM,
+    H2O.name: H2O,
     SnapKV.name: SnapKV,
+    PyramidKV.name: PyramidKV,
     CircuitKV.name: CircuitKV,
 }
 

@@ -105,9 +105,13 @@ class Method:
         """Smallest budget the method accepts: the number of positions it always keeps."""
         return 1
 
-    def layer_budgets(self, budget: int, num_layers: int) -> list[int]:
-        """Entries kept per layer; a flat schedule unless a method overrides it."""
+    def layer_budgets(self, budget: int, num_layers: int, num_tokens: int) -> list[int]:
+        """Entries kept per layer for a prompt of ``num_tokens``; flat unless a method overrides it."""
         return [budget] * num_layers
+
+    def keep(self, scores: torch.Tensor, budget: int) -> torch.Tensor:
+        """Kept positions of one layer, shape (num_kv_heads, budget), from its scores (num_kv_heads, n)."""
+        return top_positions(scores, budget)
 
     def score(self, view: LayerView) -> torch.Tensor:
         """Return keep-scores of shape (num_kv_heads, n); +inf marks always-kept positions."""
@@ -176,8 +180,8 @@ def keep_positions(method: Method, scores: list[torch.Tensor], budget: int) -> l
     Returns:
         Per layer, sorted kept positions of shape (num_kv_heads, budget_l).
     """
-    budgets = method.layer_budgets(budget, len(scores))
-    return [top_positions(layer_scores, layer_budget) for layer_scores, layer_budget in zip(scores, budgets)]
+    budgets = method.layer_budgets(budget, len(scores), int(scores[0].shape[-1]))
+    return [method.keep(layer_scores, layer_budget) for layer_scores, layer_budget in zip(scores, budgets)]
 
 
 def select(method: Method, prefill: Prefill, budget: int, seed: int = 0) -> list[torch.Tensor]:
