@@ -47,8 +47,8 @@ def bridge_graph(n: int, bridge: int) -> torch.Tensor:
     """Late positions attend weakly to each other but all routes pass through ``bridge``.
 
     The query (last position) spreads its attention over the positions after
-    the bridge; each of them puts most of its attention on the bridge, which the
-    query itself barely attends to.
+    the bridge. Each of them puts most of its attention on the bridge, which
+    the query itself barely attends to.
     """
     matrix = torch.zeros(n, n)
     matrix[:, :SINKS] = 1.0

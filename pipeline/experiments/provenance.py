@@ -1,4 +1,4 @@
-"""Where a result came from: code version, packages, device and time."""
+"""Provenance of a result: code version, packages, device and time."""
 
 from __future__ import annotations
 

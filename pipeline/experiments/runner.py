@@ -77,22 +77,29 @@ class Cell:
     samples: list[SampleResult] = field(default_factory=list)
 
 
+def task_benchmark(task: str, config: GridConfig) -> str:
+    """Return ``"ruler"`` or ``"longbench"`` for ``task``; raise ValueError if it cannot run."""
+    if task in ruler.TASKS:
+        return "ruler"
+    if task not in longbench.TASK_METRICS:
+        raise ValueError(
+            f"Unknown task {task!r}. RULER tasks: {', '.join(sorted(ruler.TASKS))}; "
+            f"LongBench tasks: {', '.join(sorted(longbench.TASK_METRICS))}."
+        )
+    if config.longbench_dir is None:
+        raise ValueError(
+            f"Task {task} is a LongBench task: set {longbench.DATA_DIR_ENV} (or --longbench-dir) "
+            "to the directory with its jsonl file."
+        )
+    return "longbench"
+
+
 def load_samples(task: str, config: GridConfig, tokenizer) -> list[Sample]:
     """Generate or read the samples of ``task``."""
     count = config.samples_for(task)
-    if task in ruler.TASKS:
+    if task_benchmark(task, config) == "ruler":
         return ruler.generate(task, count, config.context_tokens, tokenizer, config.seed, config.essays_dir)
-    if task in longbench.TASK_METRICS:
-        if config.longbench_dir is None:
-            raise ValueError(
-                f"Task {task} is a LongBench task: set {longbench.DATA_DIR_ENV} (or --longbench-dir) "
-                "to the directory with its jsonl file."
-            )
-        return longbench.load(task, config.longbench_dir, config.longbench_config, count)
-    raise ValueError(
-        f"Unknown task {task!r}. RULER tasks: {', '.join(sorted(ruler.TASKS))}; "
-        f"LongBench tasks: {', '.join(sorted(longbench.TASK_METRICS))}."
-    )
+    return longbench.load(task, config.longbench_dir, config.longbench_config, count)
 
 
 def encode_prompt(sample: Sample, tokenizer, max_prompt_tokens: int) -> tuple[torch.Tensor, bool]:
@@ -174,18 +181,7 @@ def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens
 def validate(config: GridConfig) -> None:
     """Reject unknown tasks or methods and infeasible budgets before the model is loaded."""
     for task in config.tasks:
-        if task in ruler.TASKS:
-            continue
-        if task not in longbench.TASK_METRICS:
-            raise ValueError(
-                f"Unknown task {task!r}. RULER tasks: {', '.join(sorted(ruler.TASKS))}; "
-                f"LongBench tasks: {', '.join(sorted(longbench.TASK_METRICS))}."
-            )
-        if config.longbench_dir is None:
-            raise ValueError(
-                f"Task {task} is a LongBench task: set {longbench.DATA_DIR_ENV} (or --longbench-dir) "
-                "to the directory with its jsonl file."
-            )
+        task_benchmark(task, config)
     if not config.budgets:
         raise ValueError("No budgets given; pass --budgets, e.g. --budgets 128,512.")
 
@@ -213,7 +209,7 @@ def run_grid(config: GridConfig) -> list[Path]:
     written = []
 
     for task in config.tasks:
-        benchmark = "ruler" if task in ruler.TASKS else "longbench"
+        benchmark = task_benchmark(task, config)
         cells = [
             cell for cell in _plan_cells(task, benchmark, config, max_prompt_tokens)
             if not _is_finished(cell.path, cell.config)

@@ -28,7 +28,7 @@ class _Strict(BaseModel):
 
 
 class CellConfig(_Strict):
-    """What was run: the cell's coordinates and every setting that shaped its numbers."""
+    """The cell's coordinates and every setting that shaped its numbers."""
 
     task: str
     benchmark: str = Field(description="ruler or longbench")

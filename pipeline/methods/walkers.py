@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-# Attention rows of the given positions, shape (m,) -> (m, n).
+# Attention rows of the given positions: (m,) -> (m, w) with w > max position, zero after each row's position.
 RowFunction = Callable[[torch.Tensor], torch.Tensor]
 
 ROW_BLOCK = 256

@@ -34,7 +34,7 @@ class ModelNotFoundError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model's files are: a directory, and a GGUF file name inside it or None."""
+    """Location of a model's files: a directory, and a GGUF file name inside it or None."""
 
     model_id: str
     directory: Path

@@ -55,7 +55,7 @@ class Prefill:
 
     Attributes:
         input_ids: Prompt token ids, shape (1, n).
-        cache: Full KV cache; layer l holds keys and values of shape
+        cache: Full KV cache; layer l contains keys and values of shape
             (1, num_kv_heads, n, head_dim). Never mutated: decode from a copy.
         queries: Per layer, post-RoPE queries of shape (num_heads, n, head_dim).
         scaling: Attention logit scale (1/sqrt(head_dim) for the supported families).
@@ -178,7 +178,7 @@ def greedy_decode(
     """Generate greedily from ``cache``, starting with the prefill's first token.
 
     The token generated at step t is fed at position ``prompt_length + t`` so
-    that RoPE positions continue the original prompt even when the cache holds
+    that RoPE positions continue the original prompt even when the cache contains
     fewer entries than the prompt had tokens. The cache is extended in place.
 
     Returns:

@@ -8,8 +8,8 @@ import pandas as pd
 
 from pipeline.render.results import METHOD_LABELS, OUR_METHOD, TASK_LABELS, macro_key, score_pivot
 
-# A RULER task (accuracy, 0-100) on which the full cache scores below this says
-# little about compression. Overlap metrics such as ROUGE-L have no such scale.
+# A RULER task (accuracy, 0-100) on which the full cache scores below this is
+# uninformative about compression. Overlap metrics such as ROUGE-L have no such scale.
 WEAK_TASK_SCORE = 50.0
 
 # Average differences within this many points (0-100 scale) read as "matches".
@@ -40,7 +40,7 @@ def verdict(difference: float, margin: float = TIE_MARGIN) -> str:
 
 
 def compare(frame: pd.DataFrame) -> list[Comparison]:
-    """One comparison per budget at which CircuitKV and at least one baseline have complete averages."""
+    """Compare CircuitKV with the strongest baseline at each budget where both have complete averages."""
     pivot = score_pivot(frame)
     comparisons = []
     for budget in sorted(pivot.index.get_level_values("budget").unique()):

@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from pipeline.atomic import write_text_atomically
 from pipeline.experiments.schema import ResultsError, read_cell
 from pipeline.render import claims, figures
 from pipeline.render.latex import Latex, format_number, make_environment
@@ -162,9 +163,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         shutil.copyfile(TEMPLATES / f"{OUR_STYLE}.sty", paper_dir / f"{OUR_STYLE}.sty")
 
     target = paper_dir / "main.tex"
-    temporary = target.with_name(".main.tex.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(target)
+    write_text_atomically(target, text)
     logger.info("Wrote %s", target)
     return target
 
