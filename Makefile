@@ -14,15 +14,18 @@ TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra
 RESULTS_ARGS ?=
 # Fewer LongBench samples keep the default grid within 30 minutes on a 2-core CPU.
 LONGBENCH_SAMPLES ?= 3
+# Comma-separated: prompt (compress the whole prompt) and/or context (compress the context, then ask).
+PROTOCOLS ?= prompt
 MODE ?= review
 
-.PHONY: help venv tex results paper render check-anonymity test clean
+.PHONY: help venv tex results paper render check-anonymity test bench clean
 
 help:
 	@echo "make paper            render figures and LaTeX from data/results and build paper/build/main.pdf"
 	@echo "make results          run the experiment grid and write data/results (set LONGBENCH_DIR for LongBench)"
 	@echo "make check-anonymity  search the rendered paper and PDF for the identities in paper/authors.yaml"
 	@echo "make test             run the test suite (CPU, no network)"
+	@echo "make bench            print the peak memory of H2O scoring at 4096 and 8192 tokens"
 	@echo "make venv | tex       install the Python environment | TeX Live"
 
 venv: $(STAMP)
@@ -49,7 +52,7 @@ tex:
 	fi
 
 results: venv
-	$(PY) -m pipeline results --task-samples multi_news=$(LONGBENCH_SAMPLES) $(RESULTS_ARGS)
+	$(PY) -m pipeline results --protocol $(PROTOCOLS) --task-samples multi_news=$(LONGBENCH_SAMPLES) $(RESULTS_ARGS)
 
 render: venv
 	$(PY) -m pipeline.render.paper --mode $(MODE)
@@ -62,6 +65,9 @@ check-anonymity: venv
 
 test: venv tex
 	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) -m pipeline.bench.h2o_memory
 
 clean:
 	rm -rf paper/build paper/main.tex paper/*.sty paper/*.bib paper/figures

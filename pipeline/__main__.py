@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pipeline.benchmarks import longbench
 from pipeline.benchmarks.haystack import ESSAYS_DIR_ENV
-from pipeline.experiments.runner import LONGBENCH_TASKS, RULER_TASKS, GridConfig, run_grid
-from pipeline.experiments.schema import ResultsError
+from pipeline.experiments.runner import DEFAULT_METHODS, LONGBENCH_TASKS, RULER_TASKS, GridConfig, run_grid
+from pipeline.experiments.schema import PROTOCOLS, ResultsError
 from pipeline.methods import BudgetError
 from pipeline.model.loading import DEFAULT_MODEL, ModelNotFoundError
 
@@ -30,6 +30,27 @@ def _budgets(text: str) -> list[int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"budget {item!r} is not an integer number of KV entries") from None
     return budgets
+
+
+def _ratios(text: str) -> list[float]:
+    ratios = []
+    for item in _csv(text):
+        try:
+            ratio = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"budget ratio {item!r} is not a number") from None
+        if not 0 < ratio <= 1:
+            raise argparse.ArgumentTypeError(f"budget ratio {item} is outside (0, 1]")
+        ratios.append(ratio)
+    return ratios
+
+
+def _protocols(text: str) -> list[str]:
+    protocols = _csv(text)
+    for protocol in protocols:
+        if protocol not in PROTOCOLS:
+            raise argparse.ArgumentTypeError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    return protocols
 
 
 def _task_samples(text: str) -> tuple[str, int]:
@@ -58,10 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated tasks (default: {','.join(RULER_TASKS)}, plus "
         f"{','.join(LONGBENCH_TASKS)} when {longbench.DATA_DIR_ENV} is set)",
     )
-    results.add_argument("--methods", type=_csv, default=["full", "streamingllm", "snapkv", "circuitkv"],
-                         help="comma-separated method names (default: full,streamingllm,snapkv,circuitkv)")
-    results.add_argument("--budgets", type=_budgets, default=[128, 512],
-                         help="comma-separated KV entries kept per layer and KV head (default: 128,512)")
+    results.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
+                         help=f"comma-separated method names (default: {','.join(DEFAULT_METHODS)})")
+    results.add_argument("--budgets", type=_budgets, default=None,
+                         help="comma-separated KV entries kept per layer and KV head "
+                         "(default: 128,512 unless --budget-ratio is given)")
+    results.add_argument("--budget-ratio", type=_ratios, default=[], metavar="R[,R...]",
+                         help="budgets as fractions of each prompt, B = round(r n), with r in (0, 1]")
+    results.add_argument("--protocol", type=_protocols, default=["prompt"], metavar="P[,P...]",
+                         help="prompt: compress the whole prompt (LongBench/SnapKV); context: compress the "
+                         "context, then ask the question through the compressed cache (default: prompt)")
+    results.add_argument("--decode-batch", type=int, default=8,
+                         help="method and budget variants of one prompt decoded together (default: %(default)s)")
     results.add_argument("--num-samples", type=int, default=20, help="samples per task (default: %(default)s)")
     results.add_argument("--task-samples", type=_task_samples, action="append", default=[], metavar="TASK=N",
                          help="samples for one task, overriding --num-samples; repeatable")
@@ -98,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     config = GridConfig(
         tasks=tasks,
         methods=args.methods,
-        budgets=args.budgets,
+        budgets=args.budgets if args.budgets is not None else ([] if args.budget_ratio else [128, 512]),
+        budget_ratios=args.budget_ratio,
+        protocols=args.protocol,
+        decode_batch=args.decode_batch,
         num_samples=args.num_samples,
         task_samples=dict(args.task_samples),
         context_tokens=args.context_tokens,

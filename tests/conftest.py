@@ -33,23 +33,31 @@ def _cell(task: str, method: str, budget, score: float, num_samples: int = 2) ->
         "snapkv": {"window": 32, "kernel_size": 7},
         "circuitkv": {"num_walkers": 1024, "max_steps": 10, "temperature": 1.0, "num_sinks": 4, "window": 32},
     }[method]
+    lengths = [budget or 4096] * 30
+    entry_bytes = 2 * 3 * 64 * 4  # keys and values x KV heads x head dim x float32
     samples = [
         {
             "sample_id": f"{task}-s0-{index}",
             "prompt_tokens": 4096,
+            "context_tokens": 4096,
             "truncated": False,
+            "budget": budget,
             "compressed": budget is not None,
-            "cache_lengths": [budget or 4096] * 30,
+            "layer_budgets": lengths if budget is not None else None,
+            "budget_fallback": None,
+            "cache_lengths": lengths,
+            "kv_bytes": entry_bytes * sum(lengths),
+            "full_kv_bytes": entry_bytes * 30 * 4096,
             "generated_tokens": 9,
             "prediction": "1234567",
             "references": None if benchmark == "longbench" else ["1234567"],
             "score": score,
-            "timing": {"prefill_s": 10.0, "scoring_s": 1.0, "decode_s": 0.5},
+            "timing": {"prefill_s": 10.0, "scoring_s": 1.0, "decode_s": 0.5, "decode_batch": 1},
         }
         for index in range(num_samples)
     ]
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "config": {
             "task": task, "benchmark": benchmark, "method": method, "method_params": params, "budget": budget,
             "protocol": "prompt", "num_samples": num_samples,
@@ -57,7 +65,7 @@ def _cell(task: str, method: str, budget, score: float, num_samples: int = 2) ->
         },
         "model": {
             "model_id": "test-model", "model_type": "llama", "num_layers": 30, "num_kv_heads": 3,
-            "head_dim": 64, "dtype": "float32", "device": "cpu",
+            "head_dim": 64, "dtype": "float32", "bytes_per_element": 4, "device": "cpu",
         },
         "samples": samples,
         "mean_score": score,

@@ -49,7 +49,7 @@ def test_h2o_keeps_recent_half_and_heavy_hitters(full_prefill):
 
 def test_pyramidkv_budgets_follow_schedule():
     method = build_method("pyramidkv")
-    budgets = method.layer_budgets(512, 30, 4096)
+    budgets = method.layer_budgets(512, 30, 4096).lengths
     assert sum(budgets) == 30 * 512
     selected = 512 - 32
     low, high = selected / 20, 2 * selected - selected / 20
@@ -61,14 +61,14 @@ def test_pyramidkv_budgets_follow_schedule():
 
 def test_pyramidkv_falls_back_to_flat_when_infeasible():
     method = build_method("pyramidkv")
-    assert method.layer_budgets(40, 30, 4096) == [40] * 30  # the top layer would select no token
-    assert method.layer_budgets(512, 30, 600) == [512] * 30  # the bottom layer would exceed the prompt
+    assert method.layer_budgets(40, 30, 4096).lengths == [40] * 30  # the top layer would select no token
+    assert method.layer_budgets(512, 30, 600).lengths == [512] * 30  # the bottom layer would exceed the prompt
 
 
 def test_pyramidkv_cache_lengths_match_schedule(full_prefill):
     method = build_method("pyramidkv")
     kept = select(method, full_prefill, 100)
-    expected = method.layer_budgets(100, 2, N)
+    expected = method.layer_budgets(100, 2, N).lengths
     assert expected != [100, 100]
     assert sum(expected) == 200
     assert cache_lengths(compress_cache(full_prefill, kept)) == expected

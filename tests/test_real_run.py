@@ -1,8 +1,8 @@
-"""One short real run of the default model with every method on a ~500-token needle prompt."""
+"""One short real run of the default model: every method, both protocols, a ~500-token needle prompt."""
 
 import pytest
 
-from pipeline.experiments.runner import GridConfig, run_grid
+from pipeline.experiments.runner import DEFAULT_METHODS, GridConfig, run_grid
 from pipeline.experiments.schema import read_cell
 
 pytestmark = pytest.mark.slow
@@ -14,8 +14,9 @@ BUDGET = 128
 def grid(tmp_path_factory):
     config = GridConfig(
         tasks=["niah_single_1"],
-        methods=["full", "streamingllm", "snapkv", "circuitkv"],
+        methods=list(DEFAULT_METHODS),
         budgets=[BUDGET],
+        protocols=["prompt", "context"],
         num_samples=1,
         context_tokens=500,
         results_dir=tmp_path_factory.mktemp("results"),
@@ -27,9 +28,8 @@ def grid(tmp_path_factory):
 def test_every_method_writes_a_valid_cell(grid):
     config, written = grid
     names = sorted(path.name for path in written)
-    assert names == [
-        "prompt-circuitkv-b128.json", "prompt-full-full.json", "prompt-snapkv-b128.json", "prompt-streamingllm-b128.json",
-    ]
+    expected = [f"{method}-b128.json" for method in DEFAULT_METHODS if method != "full"] + ["full-full.json"]
+    assert names == sorted(f"{protocol}-{name}" for protocol in ("prompt", "context") for name in expected)
     for path in written:
         cell = read_cell(path)
         assert cell.model.num_layers == 30
@@ -41,17 +41,21 @@ def test_compressed_caches_hold_the_budget(grid):
         sample = read_cell(path).samples[0]
         if "full" in path.name:
             assert not sample.compressed
-            assert sample.cache_lengths == [sample.prompt_tokens] * 30
+            assert sample.cache_lengths == [sample.context_tokens] * 30
         else:
             assert sample.compressed
-            assert sample.cache_lengths == [BUDGET] * 30
+            assert sample.cache_lengths == sample.layer_budgets
+            assert sum(sample.cache_lengths) == 30 * BUDGET
+            assert sample.kv_bytes < sample.full_kv_bytes
+        if path.name.startswith("context-"):
+            assert sample.context_tokens < sample.prompt_tokens
 
 
-def test_full_cache_finds_the_needle(grid):
-    full = next(path for path in grid[1] if "full" in path.name)
-    sample = read_cell(full).samples[0]
-    assert sample.score == 100.0, sample.prediction
-    assert sample.references[0] in sample.prediction
+def test_full_cache_finds_the_needle_in_both_protocols(grid):
+    for full in (path for path in grid[1] if "full" in path.name):
+        sample = read_cell(full).samples[0]
+        assert sample.score == 100.0, sample.prediction
+        assert sample.references[0] in sample.prediction
 
 
 def test_rerun_skips_finished_cells(grid):

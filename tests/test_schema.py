@@ -84,3 +84,48 @@ def test_failed_write_keeps_previous_file(cell_path, tmp_path, monkeypatch):
         write_cell(target, cell)
     assert target.read_text() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _edit(cell_path, change):
+    data = json.loads(cell_path.read_text())
+    change(data)
+    cell_path.write_text(json.dumps(data))
+
+
+def test_cache_lengths_off_the_schedule_are_rejected(cell_path):
+    _edit(cell_path, lambda data: data["samples"][0]["cache_lengths"].__setitem__(3, 129))
+    with pytest.raises(ResultsError, match=r"samples\.0: Value error, cache_lengths .* differ from the schedule"):
+        read_cell(cell_path)
+
+
+def test_compressed_sample_with_full_bytes_is_rejected(cell_path):
+    def uncompressed(data):
+        sample = data["samples"][0]
+        sample["cache_lengths"] = sample["layer_budgets"] = [4096] * 30
+        sample["kv_bytes"] = sample["full_kv_bytes"]
+
+    _edit(cell_path, uncompressed)
+    with pytest.raises(ResultsError, match="kv_bytes .* is not below full_kv_bytes"):
+        read_cell(cell_path)
+
+
+def test_long_prompt_left_uncompressed_is_rejected(cell_path):
+    def whole(data):
+        sample = data["samples"][0]
+        sample.update(compressed=False, layer_budgets=None, cache_lengths=[4096] * 30, kv_bytes=sample["full_kv_bytes"])
+
+    _edit(cell_path, whole)
+    with pytest.raises(ResultsError, match="not compressed although its 4096 context tokens exceed the budget 128"):
+        read_cell(cell_path)
+
+
+def test_kv_bytes_must_follow_from_lengths_and_model(cell_path):
+    _edit(cell_path, lambda data: data["samples"][1].update(kv_bytes=12345))
+    with pytest.raises(ResultsError, match="sample niah_single_1-s0-1: kv_bytes 12345 does not match"):
+        read_cell(cell_path)
+
+
+def test_budget_and_ratio_together_are_rejected(cell_path):
+    _edit(cell_path, lambda data: data["config"].update(budget_ratio=0.1))
+    with pytest.raises(ResultsError, match="give budget or budget_ratio, not both"):
+        read_cell(cell_path)

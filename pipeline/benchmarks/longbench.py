@@ -17,7 +17,7 @@ import logging
 import string
 from pathlib import Path
 
-from pipeline.benchmarks.sample import Sample
+from pipeline.benchmarks.sample import Sample, text_after_context
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +198,7 @@ def _row_to_sample(
         task=task,
         sample_id=row["_id"],
         prompt=template.format(**row),
+        question=text_after_context(template, row),
         references=tuple(answers),
         metric=metric,
         max_new_tokens=max_new_tokens,

@@ -22,7 +22,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from pipeline.benchmarks.haystack import EssayHaystack, NoiseHaystack, read_essays
-from pipeline.benchmarks.sample import Sample
+from pipeline.benchmarks.sample import Sample, text_after_context
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +177,7 @@ def generate(
                 task=task,
                 sample_id=sample_id,
                 prompt=fit.prompt,
+                question=text_after_context(spec.template, draw.fields),
                 references=draw.references,
                 metric=METRIC,
                 max_new_tokens=MAX_NEW_TOKENS,

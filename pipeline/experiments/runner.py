@@ -1,10 +1,17 @@
-"""Run the grid: tasks x methods x budgets, one prefill per prompt.
+"""Run the grid: tasks x protocols x methods x budgets, one prefill per prompt and protocol.
 
-For each task the runner finds the cells (method, budget) without a valid
-result file, then for every sample prefills the prompt once, derives each
-pending cell's cache from that prefill, decodes greedily and scores. A cell's
-file is written atomically once all its samples are done, so a rerun skips
-finished cells and never reads a half-written file.
+For each task the runner finds the cells without a valid result file. For
+every sample and protocol it prefills once, derives each pending cell's cache
+from that prefill, checks that the cache was compressed to the method's
+schedule, decodes the variants whose caches have equal shapes as one batch,
+and scores. A cell's file is written atomically once all its samples are done,
+so a rerun skips finished cells and never reads a half-written file.
+
+Protocols:
+    prompt: prefill and compress the whole prompt, question included, as the
+        LongBench and SnapKV evaluations do.
+    context: prefill and compress the context only, then feed the question
+        through the compressed cache, so the compression cannot see it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pipeline.benchmarks import longbench, metrics, ruler
 from pipeline.benchmarks.sample import Sample
 from pipeline.experiments import provenance
 from pipeline.experiments.schema import (
+    PROTOCOLS,
     SCHEMA_VERSION,
     CellConfig,
     CellResult,
@@ -33,14 +41,33 @@ from pipeline.experiments.schema import (
     sample_mean,
     write_cell,
 )
-from pipeline.methods import Method, build_method, check_budget, keep_positions, score_layers
+from pipeline.methods import (
+    LayerBudgets,
+    Method,
+    build_method,
+    check_budget,
+    check_ratio,
+    keep_positions,
+    ratio_budget,
+    score_layers,
+)
 from pipeline.model.loading import DEFAULT_MODEL, load_model
-from pipeline.model.prefill import cache_lengths, clone_cache, compress_cache, greedy_decode, prefill
+from pipeline.model.prefill import (
+    Prefill,
+    cache_lengths,
+    clone_cache,
+    compress_cache,
+    feed_tokens,
+    greedy_decode_batch,
+    prefill,
+    stack_caches,
+)
 
 logger = logging.getLogger(__name__)
 
 RULER_TASKS = ("niah_single_1", "niah_multikey_1")
 LONGBENCH_TASKS = ("multi_news",)
+DEFAULT_METHODS = ("full", "streamingllm", "h2o", "snapkv", "pyramidkv", "circuitkv")
 
 
 @dataclass
@@ -48,8 +75,10 @@ class GridConfig:
     """Everything ``run_grid`` needs; the CLI fills it from options and environment variables."""
 
     tasks: list[str]
-    methods: list[str] = field(default_factory=lambda: ["full", "streamingllm", "snapkv", "circuitkv"])
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     budgets: list[int] = field(default_factory=lambda: [128, 512])
+    budget_ratios: list[float] = field(default_factory=list)
+    protocols: list[str] = field(default_factory=lambda: ["prompt"])
     num_samples: int = 20
     task_samples: dict[str, int] = field(default_factory=dict)
     context_tokens: int = 4096
@@ -61,6 +90,7 @@ class GridConfig:
     longbench_dir: Path | None = None
     longbench_config: Path | None = None
     max_prompt_tokens: int | None = None
+    decode_batch: int = 8
 
     def samples_for(self, task: str) -> int:
         return self.task_samples.get(task, self.num_samples)
@@ -68,13 +98,44 @@ class GridConfig:
 
 @dataclass
 class Cell:
-    """One (method, budget) of a task, with its results as they accumulate."""
+    """One (protocol, method, budget) of a task, with its results as they accumulate."""
 
     method: Method
-    budget: int | None
     config: CellConfig
     path: Path
     samples: list[SampleResult] = field(default_factory=list)
+
+    def budget_for(self, num_tokens: int) -> int | None:
+        """Entries per layer and KV head for a prompt of ``num_tokens``; None for the full cache."""
+        if self.config.budget_ratio is not None:
+            return ratio_budget(self.method, self.config.budget_ratio, num_tokens)
+        return self.config.budget
+
+
+@dataclass
+class EncodedPrompt:
+    """A tokenized prompt.
+
+    Attributes:
+        input_ids: Token ids, shape (1, n).
+        truncated: Whether the prompt was cut in the middle to fit.
+        context_tokens: Tokens before the question; None unless the split was requested.
+    """
+
+    input_ids: torch.Tensor
+    truncated: bool
+    context_tokens: int | None = None
+
+
+@dataclass
+class Variant:
+    """One cell's cache for one prompt, waiting to be decoded."""
+
+    cell: Cell
+    budget: int | None
+    schedule: LayerBudgets | None
+    cache: object  # DynamicCache
+    scoring_s: float
 
 
 def task_benchmark(task: str, config: GridConfig) -> str:
@@ -102,24 +163,44 @@ def load_samples(task: str, config: GridConfig, tokenizer) -> list[Sample]:
     return longbench.load(task, config.longbench_dir, config.longbench_config, count)
 
 
-def encode_prompt(sample: Sample, tokenizer, max_prompt_tokens: int) -> tuple[torch.Tensor, bool]:
+def encode_prompt(sample: Sample, tokenizer, max_prompt_tokens: int, split: bool = False) -> EncodedPrompt:
     """Tokenize a sample, truncating its prompt in the middle to fit ``max_prompt_tokens``.
 
     The budget left for the prompt text excludes the generation length and the
-    chat template's own tokens.
+    chat template's own tokens. With ``split``, also find where the question
+    starts: everything before it (chat header included) is context.
     """
     def render(prompt: str) -> str:
         if not sample.use_chat_template:
             return prompt + sample.answer_prefix
         messages = [{"role": "user", "content": prompt}]
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + sample.answer_prefix
+        chat = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return chat + sample.answer_prefix
 
     overhead = len(tokenizer.encode(render(""), add_special_tokens=False))
     room = max_prompt_tokens - sample.max_new_tokens - overhead
     prompt, truncated = longbench.truncate_middle(sample.prompt, tokenizer, room)
+    text = render(prompt)
     # Chat templates already hold their special tokens; plain prompts get the tokenizer's own.
-    ids = tokenizer(render(prompt), return_tensors="pt", add_special_tokens=not sample.use_chat_template).input_ids
-    return ids, truncated
+    encoding = tokenizer(
+        text, return_tensors="pt", add_special_tokens=not sample.use_chat_template, return_offsets_mapping=split
+    )
+    if not split:
+        return EncodedPrompt(encoding.input_ids, truncated)
+
+    if not sample.question or not prompt.endswith(sample.question):
+        reason = "has no question after its context" if not sample.question else "lost its question to truncation"
+        raise ValueError(
+            f"{sample.sample_id}: the prompt {reason}, so the context protocol cannot compress the context alone; "
+            "use --protocol prompt for this task."
+        )
+    question_start = text.rindex(sample.question)
+    offsets = encoding.offset_mapping[0].tolist()  # (n, 2) character spans
+    context_tokens = next(
+        (index for index, (start, end) in enumerate(offsets) if start >= question_start and end > start),
+        len(offsets),
+    )
+    return EncodedPrompt(encoding.input_ids, truncated, context_tokens)
 
 
 def _stop_token_ids(model, tokenizer) -> set[int]:
@@ -138,6 +219,7 @@ def _model_info(model, source, device: torch.device) -> ModelInfo:
         num_kv_heads=config.num_key_value_heads,
         head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        bytes_per_element=next(model.parameters()).element_size(),
         device=device.type,
     )
 
@@ -158,35 +240,49 @@ def _is_finished(path: Path, expected: CellConfig) -> bool:
 
 def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens: int) -> list[Cell]:
     cells = []
-    for name in config.methods:
-        method = build_method(name)
-        budgets = [None] if not method.compresses else [check_budget(method, b) for b in config.budgets]
-        for budget in budgets:
-            cell_config = CellConfig(
-                task=task,
-                benchmark=benchmark,
-                method=name,
-                method_params=method.params(),
-                budget=budget,
-                num_samples=config.samples_for(task),
-                context_tokens=config.context_tokens if benchmark == "ruler" else None,
-                max_prompt_tokens=max_prompt_tokens,
-                seed=config.seed,
-            )
-            path = config.results_dir / "cells" / cell_filename(task, name, budget)
-            cells.append(Cell(method, budget, cell_config, path))
+    for protocol in config.protocols:
+        for name in config.methods:
+            method = build_method(name)
+            if method.compresses:
+                budgets = [(check_budget(method, b), None) for b in config.budgets]
+                budgets += [(None, check_ratio(r)) for r in config.budget_ratios]
+            else:
+                budgets = [(None, None)]
+            for budget, ratio in budgets:
+                cell_config = CellConfig(
+                    task=task,
+                    benchmark=benchmark,
+                    method=name,
+                    method_params=method.params(),
+                    budget=budget,
+                    budget_ratio=ratio,
+                    protocol=protocol,
+                    num_samples=config.samples_for(task),
+                    context_tokens=config.context_tokens if benchmark == "ruler" else None,
+                    max_prompt_tokens=max_prompt_tokens,
+                    seed=config.seed,
+                )
+                path = config.results_dir / "cells" / cell_filename(task, name, budget, protocol, ratio)
+                cells.append(Cell(method, cell_config, path))
     return cells
 
 
 def validate(config: GridConfig) -> None:
-    """Reject unknown tasks or methods and infeasible budgets before the model is loaded."""
+    """Reject unknown tasks, methods or protocols and infeasible budgets before the model is loaded."""
     for task in config.tasks:
         task_benchmark(task, config)
-    if not config.budgets:
-        raise ValueError("No budgets given; pass --budgets, e.g. --budgets 128,512.")
+    for protocol in config.protocols:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"Unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}.")
+    if config.decode_batch < 1:
+        raise ValueError(f"decode_batch must be at least 1, got {config.decode_batch}.")
+    for ratio in config.budget_ratios:
+        check_ratio(ratio)
 
     # Check the method with the most always-kept positions first, so the error names the binding limit.
     methods = sorted((build_method(name) for name in config.methods), key=lambda m: -m.min_budget())
+    if any(method.compresses for method in methods) and not config.budgets and not config.budget_ratios:
+        raise ValueError("No budgets given; pass --budgets (e.g. 128,512) or --budget-ratio (e.g. 0.1).")
     for method in methods:
         if method.compresses:
             for budget in config.budgets:
@@ -220,9 +316,14 @@ def run_grid(config: GridConfig) -> list[Path]:
         logger.info("%s: running %d cells", task, len(cells))
 
         samples = load_samples(task, config, tokenizer)
+        prompts = _encode_all(samples, cells, tokenizer, max_prompt_tokens)
+        runner = PromptRun(model, tokenizer, stops, model_info, config.seed, config.decode_batch)
         started = time.perf_counter()
         for sample in tqdm(samples, desc=task, unit="prompt"):
-            _run_sample(sample, cells, model, tokenizer, stops, max_prompt_tokens, config.seed)
+            for protocol in config.protocols:
+                protocol_cells = [cell for cell in cells if cell.config.protocol == protocol]
+                if protocol_cells:
+                    runner.run(sample, prompts[sample.sample_id], protocol, protocol_cells)
 
         elapsed = time.perf_counter() - started
         for cell in cells:
@@ -238,54 +339,134 @@ def run_grid(config: GridConfig) -> list[Path]:
             write_cell(cell.path, result)
             written.append(cell.path)
             logger.info(
-                "%s %s budget=%s: %.1f over %d samples", task, cell.config.method, cell.budget,
+                "%s %s %s budget=%s: %.1f over %d samples", task, cell.config.protocol, cell.config.method,
+                cell.config.budget if cell.config.budget_ratio is None else f"{cell.config.budget_ratio:g}n",
                 result.mean_score, len(cell.samples),
             )
         logger.info("%s: done in %.0f s", task, elapsed)
     return written
 
 
-def _run_sample(sample, cells, model, tokenizer, stops, max_prompt_tokens, seed) -> None:
-    input_ids, truncated = encode_prompt(sample, tokenizer, max_prompt_tokens)
-    full = prefill(model, input_ids)
-    n = full.num_tokens
-    scores: dict[str, tuple[list[torch.Tensor], float]] = {}
+def _encode_all(samples: list[Sample], cells: list[Cell], tokenizer, max_prompt_tokens: int) -> dict:
+    """Tokenize every sample before any prefill, so that a prompt the grid cannot run fails early."""
+    split = any(cell.config.protocol == "context" for cell in cells)
+    prompts = {}
+    for sample in samples:
+        prompt = encode_prompt(sample, tokenizer, max_prompt_tokens, split=split)
+        for cell in cells:
+            tokens = prompt.context_tokens if cell.config.protocol == "context" else prompt.input_ids.shape[1]
+            cell.budget_for(tokens)  # raises BudgetError for a ratio too small for this prompt
+        prompts[sample.sample_id] = prompt
+    return prompts
 
-    for cell in cells:
-        method = cell.method
-        compressed = method.compresses and n > cell.budget
-        scoring_s = 0.0
-        if compressed:
+
+@dataclass
+class PromptRun:
+    """Executor of the pending cells of one protocol on one sample: one prefill, batched decodes."""
+
+    model: object
+    tokenizer: object
+    stops: set[int]
+    model_info: ModelInfo
+    seed: int
+    decode_batch: int
+
+    def run(self, sample: Sample, prompt: EncodedPrompt, protocol: str, cells: list[Cell]) -> None:
+        input_ids = prompt.input_ids
+        context = input_ids if protocol == "prompt" else input_ids[:, : prompt.context_tokens]  # (1, n_ctx)
+        question = input_ids[0, context.shape[1] :]  # (q,), empty for the prompt protocol
+        full = prefill(self.model, context)
+        variants = self._variants(full, cells)
+
+        # Variants whose caches have equal per-layer lengths decode together; uncompressed ones share one decode.
+        groups: dict[tuple, list[Variant]] = {}
+        for variant in variants:
+            key = ("whole",) if variant.schedule is None else tuple(cache_lengths(variant.cache))
+            groups.setdefault(key, []).append(variant)
+        for key, group in groups.items():
+            batches = [group] if key == ("whole",) else [
+                group[start : start + self.decode_batch] for start in range(0, len(group), self.decode_batch)
+            ]
+            for batch in batches:
+                self._decode(sample, prompt, full, question, batch, shared=key == ("whole",))
+
+    def _variants(self, full: Prefill, cells: list[Cell]) -> list[Variant]:
+        n = full.num_tokens
+        scores: dict[str, tuple[list[torch.Tensor], float]] = {}
+        variants = []
+        for cell in cells:
+            method = cell.method
+            budget = cell.budget_for(n) if method.compresses else None
+            if budget is None or n <= budget:
+                variants.append(Variant(cell, budget, None, full.cache, 0.0))
+                continue
+
             if method.name not in scores:
                 started = time.perf_counter()
-                layer_scores = score_layers(method, full, seed)
+                layer_scores = score_layers(method, full, self.seed)
                 scores[method.name] = (layer_scores, time.perf_counter() - started)
             layer_scores, scoring_s = scores[method.name]
-            cache = compress_cache(full, keep_positions(method, layer_scores, cell.budget))
-            expected = method.layer_budgets(cell.budget, full.num_layers, n)
-            if cache_lengths(cache) != expected:
-                raise RuntimeError(
-                    f"{method.name} at budget {cell.budget} produced cache lengths {cache_lengths(cache)}, "
-                    f"expected {expected}."
-                )
-        else:
-            cache = clone_cache(full.cache)
-        lengths = cache_lengths(cache)  # before decoding appends to the cache
+            schedule = method.layer_budgets(budget, full.num_layers, n)
+            cache = compress_cache(full, keep_positions(method, layer_scores, budget))
+            _check_compressed(method.name, budget, n, cache_lengths(cache), schedule)
+            variants.append(Variant(cell, budget, schedule, cache, scoring_s))
+        return variants
 
-        tokens, decode_s = greedy_decode(model, cache, full.first_token, n, sample.max_new_tokens, stops)
-        text = tokenizer.decode(tokens, skip_special_tokens=True)
-        prediction = metrics.postprocess(sample.task, text)
-        cell.samples.append(
-            SampleResult(
-                sample_id=sample.sample_id,
-                prompt_tokens=n,
-                truncated=truncated,
-                compressed=compressed,
-                cache_lengths=lengths,
-                generated_tokens=len(tokens),
-                prediction=prediction,
-                references=list(sample.references) if sample.keep_references else None,
-                score=metrics.score(sample.metric, prediction, sample.references),
-                timing=Timing(prefill_s=full.seconds, scoring_s=scoring_s, decode_s=decode_s),
+    def _decode(self, sample, prompt, full, question, batch: list[Variant], shared: bool) -> None:
+        # Uncompressed variants all hold the full cache, so one decode serves them all.
+        rows = batch[:1] if shared else batch
+        cache = clone_cache(full.cache) if shared else stack_caches([variant.cache for variant in rows])
+        lengths = cache_lengths(cache)  # before the question and decoding extend the cache
+        n = full.num_tokens
+
+        started = time.perf_counter()
+        if len(question):
+            first_tokens = feed_tokens(self.model, cache, question, n).tolist()
+        else:
+            first_tokens = [full.first_token] * len(rows)
+        outputs, _ = greedy_decode_batch(
+            self.model, cache, first_tokens, n + len(question), sample.max_new_tokens, self.stops
+        )
+        decode_s = time.perf_counter() - started  # the question's forward pass included
+
+        for index, variant in enumerate(batch):
+            tokens = outputs[0 if shared else index]
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            prediction = metrics.postprocess(sample.task, text)
+            compressed = variant.schedule is not None
+            variant.cell.samples.append(
+                SampleResult(
+                    sample_id=sample.sample_id,
+                    prompt_tokens=int(prompt.input_ids.shape[1]),
+                    context_tokens=n,
+                    truncated=prompt.truncated,
+                    budget=variant.budget,
+                    compressed=compressed,
+                    layer_budgets=variant.schedule.lengths if compressed else None,
+                    budget_fallback=variant.schedule.fallback if compressed else None,
+                    cache_lengths=lengths,
+                    kv_bytes=self.model_info.kv_bytes(sum(lengths)),
+                    full_kv_bytes=self.model_info.kv_bytes(n * len(lengths)),
+                    generated_tokens=len(tokens),
+                    prediction=prediction,
+                    references=list(sample.references) if sample.keep_references else None,
+                    score=metrics.score(sample.metric, prediction, sample.references),
+                    timing=Timing(
+                        prefill_s=full.seconds, scoring_s=variant.scoring_s, decode_s=decode_s,
+                        decode_batch=len(rows),
+                    ),
+                )
             )
+
+
+def _check_compressed(method: str, budget: int, n: int, lengths: list[int], schedule: LayerBudgets) -> None:
+    """Fail loudly when a cache that should be compressed is not, or not to the method's schedule."""
+    if lengths != schedule.lengths:
+        raise RuntimeError(
+            f"{method} at budget {budget} produced cache lengths {lengths}, expected the schedule {schedule.lengths}."
+        )
+    if sum(lengths) >= n * len(lengths):
+        raise RuntimeError(
+            f"{method} at budget {budget} left the {n}-token cache uncompressed; refusing to report "
+            "full-cache numbers under its name."
         )

@@ -1,4 +1,4 @@
-"""Typed result files: one JSON file per cell (task, method, budget).
+"""Typed result files: one JSON file per cell (task, protocol, method, budget).
 
 Every file under ``data/results/`` is validated on read; a malformed or
 incomplete file is rejected with its path and the offending field.
@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+PROTOCOLS = ("prompt", "context")
 
 
 class ResultsError(ValueError):
@@ -34,12 +35,27 @@ class CellConfig(_Strict):
     benchmark: str = Field(description="ruler or longbench")
     method: str
     method_params: dict
-    budget: int | None = Field(description="KV entries per layer and KV head; None for the full cache")
-    protocol: str = "prompt"
+    budget: int | None = Field(description="KV entries per layer and KV head; None for the full cache or a ratio")
+    budget_ratio: float | None = Field(
+        default=None, gt=0, le=1, description="Budget as a fraction r of each prompt, B = round(r n)"
+    )
+    protocol: str = Field(
+        default="prompt",
+        description="prompt: compress the whole prompt, question included; "
+        "context: compress the context, then feed the question through the compressed cache",
+    )
     num_samples: int = Field(gt=0)
     context_tokens: int | None = Field(description="Target prompt length of generated tasks")
     max_prompt_tokens: int = Field(gt=0, description="Longer prompts are truncated in the middle")
     seed: int
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> "CellConfig":
+        if self.budget is not None and self.budget_ratio is not None:
+            raise ValueError("give budget or budget_ratio, not both")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {self.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        return self
 
 
 class ModelInfo(_Strict):
@@ -49,13 +65,19 @@ class ModelInfo(_Strict):
     num_kv_heads: int
     head_dim: int
     dtype: str
+    bytes_per_element: int = Field(gt=0, description="Bytes of one cached key or value element")
     device: str
+
+    def kv_bytes(self, entries: int) -> int:
+        """Bytes of ``entries`` KV entries summed over layers: 2 x KV heads x head dim x bytes each."""
+        return 2 * self.num_kv_heads * self.head_dim * self.bytes_per_element * entries
 
 
 class Timing(_Strict):
     prefill_s: float = Field(ge=0)
     scoring_s: float = Field(ge=0)
-    decode_s: float = Field(ge=0)
+    decode_s: float = Field(ge=0, description="Wall time of the decode batch this sample ran in")
+    decode_batch: int = Field(ge=1, description="Method and budget variants decoded together")
 
 
 class SampleResult(_Strict):
@@ -63,14 +85,43 @@ class SampleResult(_Strict):
 
     sample_id: str
     prompt_tokens: int = Field(gt=0)
+    context_tokens: int = Field(
+        gt=0, description="Tokens prefilled before compression: the whole prompt, or its context"
+    )
     truncated: bool
-    compressed: bool = Field(description="False for the full cache and for prompts no longer than the budget")
-    cache_lengths: list[int] = Field(description="KV entries per layer after compression")
+    budget: int | None = Field(description="KV entries per layer and KV head for this prompt; None for the full cache")
+    compressed: bool = Field(
+        description="False for the full cache and for prompts kept whole because they fit the budget"
+    )
+    layer_budgets: list[int] | None = Field(description="The method's per-layer schedule; None when not compressed")
+    budget_fallback: str | None = Field(description="Why the method's schedule fell back to a flat one")
+    cache_lengths: list[int] = Field(description="KV entries per layer after compression, before the question")
+    kv_bytes: int = Field(gt=0, description="Bytes of the cache after compression")
+    full_kv_bytes: int = Field(gt=0, description="Bytes of the full cache of the same tokens")
     generated_tokens: int = Field(ge=0)
     prediction: str
     references: list[str] | None = Field(description="None for dataset rows whose text is not committed")
     score: float = Field(ge=0, le=100)
     timing: Timing
+
+    @model_validator(mode="after")
+    def _check_compression(self) -> "SampleResult":
+        if self.context_tokens > self.prompt_tokens:
+            raise ValueError(f"context_tokens {self.context_tokens} exceeds prompt_tokens {self.prompt_tokens}")
+        if self.compressed:
+            if self.budget is None or self.layer_budgets is None:
+                raise ValueError("a compressed sample needs its budget and layer_budgets")
+            if self.cache_lengths != self.layer_budgets:
+                raise ValueError(
+                    f"cache_lengths {self.cache_lengths} differ from the schedule layer_budgets {self.layer_budgets}"
+                )
+            if self.kv_bytes >= self.full_kv_bytes:
+                raise ValueError(f"compressed, but kv_bytes {self.kv_bytes} is not below full_kv_bytes")
+        elif self.budget is not None and self.context_tokens > self.budget:
+            raise ValueError(
+                f"not compressed although its {self.context_tokens} context tokens exceed the budget {self.budget}"
+            )
+        return self
 
 
 class Provenance(_Strict):
@@ -103,12 +154,32 @@ class CellResult(_Strict):
             raise ValueError(
                 f"config.num_samples is {self.config.num_samples} but the file has {len(self.samples)} samples"
             )
+        config = self.config
+        for sample in self.samples:
+            where = f"sample {sample.sample_id}"
+            if config.budget is None and config.budget_ratio is None and sample.budget is not None:
+                raise ValueError(f"{where}: a full-cache cell has budget {sample.budget}")
+            if config.budget is not None and sample.budget != config.budget:
+                raise ValueError(f"{where}: budget {sample.budget} differs from config.budget {config.budget}")
+            if len(sample.cache_lengths) != self.model.num_layers:
+                raise ValueError(
+                    f"{where}: {len(sample.cache_lengths)} cache_lengths for {self.model.num_layers} layers"
+                )
+            if sample.kv_bytes != self.model.kv_bytes(sum(sample.cache_lengths)):
+                raise ValueError(f"{where}: kv_bytes {sample.kv_bytes} does not match cache_lengths and the model")
+            if sample.full_kv_bytes != self.model.kv_bytes(self.model.num_layers * sample.context_tokens):
+                raise ValueError(f"{where}: full_kv_bytes {sample.full_kv_bytes} does not match context_tokens")
         return self
 
 
-def cell_filename(task: str, method: str, budget: int | None, protocol: str = "prompt") -> str:
+def cell_filename(
+    task: str, method: str, budget: int | None, protocol: str = "prompt", budget_ratio: float | None = None
+) -> str:
     """File name of a cell inside the results directory."""
-    budget_part = "full" if budget is None else f"b{budget}"
+    if budget_ratio is not None:
+        budget_part = f"r{budget_ratio:g}"
+    else:
+        budget_part = "full" if budget is None else f"b{budget}"
     return f"{task}/{protocol}-{method}-{budget_part}.json"
 
 

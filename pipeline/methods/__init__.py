@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from pipeline.methods.base import BudgetError, Method, check_budget, keep_positions, score_layers, select
+from pipeline.methods.base import (
+    BudgetError,
+    LayerBudgets,
+    Method,
+    check_budget,
+    check_ratio,
+    keep_positions,
+    ratio_budget,
+    score_layers,
+    select,
+)
 from pipeline.methods.circuitkv import CircuitKV
 from pipeline.methods.full import FullCache
 from pipeline.methods.h2o import H2O
@@ -28,5 +38,6 @@ def build_method(name: str, **params) -> Method:
 
 
 __all__ = [
-    "REGISTRY", "BudgetError", "Method", "build_method", "check_budget", "keep_positions", "score_layers", "select",
+    "REGISTRY", "BudgetError", "LayerBudgets", "Method", "build_method", "check_budget", "check_ratio",
+    "keep_positions", "ratio_budget", "score_layers", "select",
 ]

@@ -6,7 +6,8 @@ keeps (sinks, observation window). ``select`` then keeps the ``budget``
 highest-scoring positions of each KV head and ``prune`` builds the cache.
 
 Budget B is the number of KV entries kept per layer and per KV head, counting
-sink tokens and the observation window.
+sink tokens and the observation window. A budget is either absolute or a ratio
+r of the prompt, converted per prompt as B = round(r n).
 """
 
 from __future__ import annotations
@@ -95,6 +96,19 @@ class LayerView:
         return self.head_attention_rows(kv_head, positions).mean(dim=0)
 
 
+@dataclass(frozen=True)
+class LayerBudgets:
+    """The KV entries each layer keeps for one prompt.
+
+    Attributes:
+        lengths: Entries kept per layer and KV head.
+        fallback: Why a method's own schedule was replaced by a flat one, or None.
+    """
+
+    lengths: list[int]
+    fallback: str | None = None
+
+
 class Method:
     """Base class of compression methods: subclasses are dataclasses with hyperparameters."""
 
@@ -105,9 +119,9 @@ class Method:
         """Smallest budget the method accepts: the number of positions it always keeps."""
         return 1
 
-    def layer_budgets(self, budget: int, num_layers: int, num_tokens: int) -> list[int]:
+    def layer_budgets(self, budget: int, num_layers: int, num_tokens: int) -> LayerBudgets:
         """Entries kept per layer for a prompt of ``num_tokens``; flat unless a method overrides it."""
-        return [budget] * num_layers
+        return LayerBudgets([budget] * num_layers)
 
     def keep(self, scores: torch.Tensor, budget: int) -> torch.Tensor:
         """Kept positions of one layer, shape (num_kv_heads, budget), from its scores (num_kv_heads, n)."""
@@ -134,6 +148,26 @@ def check_budget(method: Method, budget: object) -> int:
         raise BudgetError(
             f"Budget {budget} is smaller than the {method.min_budget()} positions that {method.name} always keeps "
             "(sink tokens plus observation window); use a larger budget."
+        )
+    return budget
+
+
+def check_ratio(ratio: object) -> float:
+    """Validate a budget ratio: a number in (0, 1]."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio):
+        raise BudgetError(f"Budget ratio {ratio!r} is not a number; pass a fraction of the prompt such as 0.1.")
+    if not 0 < ratio <= 1:
+        raise BudgetError(f"Budget ratio {ratio} is outside (0, 1]; pass a fraction of the prompt such as 0.1.")
+    return float(ratio)
+
+
+def ratio_budget(method: Method, ratio: float, num_tokens: int) -> int:
+    """Convert a budget ratio to entries for a prompt of ``num_tokens``: B = round(r n)."""
+    budget = round(ratio * num_tokens)
+    if budget < method.min_budget():
+        raise BudgetError(
+            f"Budget ratio {ratio} gives {budget} entries for a {num_tokens}-token prompt, fewer than the "
+            f"{method.min_budget()} positions that {method.name} always keeps; use a larger ratio or longer prompts."
         )
     return budget
 
@@ -180,7 +214,7 @@ def keep_positions(method: Method, scores: list[torch.Tensor], budget: int) -> l
     Returns:
         Per layer, sorted kept positions of shape (num_kv_heads, budget_l).
     """
-    budgets = method.layer_budgets(budget, len(scores), int(scores[0].shape[-1]))
+    budgets = method.layer_budgets(budget, len(scores), int(scores[0].shape[-1])).lengths
     return [method.keep(layer_scores, layer_budget) for layer_scores, layer_budget in zip(scores, budgets)]
 
 

@@ -6,6 +6,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+from pipeline.methods.base import LayerBudgets
 from pipeline.methods.snapkv import SnapKV
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ class PyramidKV(SnapKV):
     between, each plus the window. Layer budgets are rounded by largest
     remainder so that they sum to L * B exactly. Where the schedule is
     infeasible (a layer would select no token, or keep more than the prompt),
-    every layer keeps B.
+    every layer keeps B, and the results record why.
 
     Source: Cai et al., "PyramidKV: Dynamic KV Cache Compression based on
     Pyramidal Information Funneling", arXiv:2406.02069, 2024 (beta = 20).
@@ -32,12 +33,12 @@ class PyramidKV(SnapKV):
     name = "pyramidkv"
     beta: float = 20.0
 
-    def layer_budgets(self, budget: int, num_layers: int, num_tokens: int) -> list[int]:
+    def layer_budgets(self, budget: int, num_layers: int, num_tokens: int) -> LayerBudgets:
         selected = budget - self.window
         low = selected / self.beta  # top layer
         high = 2 * selected - low  # bottom layer
         if num_layers == 1:
-            return [budget]
+            return LayerBudgets([budget])
         ideal = [self.window + high - (high - low) * layer / (num_layers - 1) for layer in range(num_layers)]
 
         # Largest-remainder rounding keeps the total at num_layers * budget.
@@ -47,8 +48,11 @@ class PyramidKV(SnapKV):
         for layer in by_remainder[:shortfall]:
             budgets[layer] += 1
 
-        if min(budgets) <= self.window or max(budgets) > num_tokens:
-            # NOTE: the fallback is logged but not yet recorded in the result files.
-            logger.info("PyramidKV schedule infeasible for B=%d, n=%d: using a flat budget", budget, num_tokens)
-            return [budget] * num_layers
-        return budgets
+        if min(budgets) <= self.window:
+            reason = f"the top layer would select no token beyond the {self.window}-token window at B={budget}"
+        elif max(budgets) > num_tokens:
+            reason = f"the bottom layer would keep {max(budgets)} entries of a {num_tokens}-token prompt"
+        else:
+            return LayerBudgets(budgets)
+        logger.info("PyramidKV uses a flat budget: %s", reason)
+        return LayerBudgets([budget] * num_layers, fallback=f"flat budget: {reason}")

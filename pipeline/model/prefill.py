@@ -37,12 +37,24 @@ _RECORDER = _QueryRecorder()
 
 
 def _capture_sdpa(module, query, key, value, attention_mask, **kwargs):
-    """SDPA attention that also stores the layer's post-RoPE queries during a prefill."""
+    """SDPA attention that stores post-RoPE queries during a prefill and masks by shape.
+
+    The pipeline never pads, so the causal mask follows from the shapes alone:
+    query i of q new tokens sees the layer's first S - q + i keys. Deriving it
+    per layer, instead of using the model-wide mask built from layer 0's
+    length, lets layers hold different numbers of entries (PyramidKV).
+    """
     if _RECORDER.active:
         # query: (1, num_heads, n, head_dim) -> (num_heads, n, head_dim)
         _RECORDER.queries[module.layer_idx] = query[0].detach()
         _RECORDER.scaling = float(kwargs.get("scaling") or module.scaling)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    num_queries, num_keys = query.shape[2], key.shape[2]
+    mask = None  # one query sees every key; q == S is plain causal attention
+    if 1 < num_queries < num_keys:
+        offset = num_keys - num_queries
+        mask = torch.ones(num_queries, num_keys, dtype=torch.bool, device=query.device).tril(offset)  # (q, S)
+    return sdpa_attention_forward(module, query, key, value, mask, **kwargs)
 
 
 AttentionInterface.register(CAPTURE_ATTENTION, _capture_sdpa)
@@ -166,7 +178,98 @@ def cache_lengths(cache: DynamicCache) -> list[int]:
     return [int(layer.keys.shape[-2]) for layer in cache.layers]
 
 
+def stack_caches(caches: list[DynamicCache]) -> DynamicCache:
+    """Stack caches whose layers have equal lengths into one cache with a batch row per cache."""
+    lengths = {tuple(cache_lengths(cache)) for cache in caches}
+    if len(lengths) != 1:
+        raise ValueError(f"Only caches with equal per-layer lengths can share a batch, got {sorted(lengths)}.")
+    stacked = DynamicCache()
+    for layer_idx in range(len(caches[0].layers)):
+        stacked.update(
+            torch.cat([cache.layers[layer_idx].keys for cache in caches]),  # (V, kv_heads, B_l, head_dim)
+            torch.cat([cache.layers[layer_idx].values for cache in caches]),
+            layer_idx,
+        )
+    return stacked
+
+
 @torch.inference_mode()
+def feed_tokens(model, cache: DynamicCache, token_ids: torch.Tensor, start_position: int) -> torch.Tensor:
+    """Append ``token_ids`` to every batch row of ``cache`` at positions ``start_position``, ...
+
+    This is how the context protocol asks its question through a compressed
+    cache: the question's tokens take the positions that follow the context.
+
+    Args:
+        token_ids: Tokens to feed, shape (q,), the same for every batch row.
+
+    Returns:
+        Greedy next tokens after the last fed token, shape (V,).
+    """
+    batch = cache.layers[0].keys.shape[0]
+    count = int(token_ids.shape[0])
+    device = model.device
+    output = model(
+        input_ids=token_ids.to(device).expand(batch, -1),  # (V, q)
+        position_ids=torch.arange(start_position, start_position + count, device=device).expand(batch, -1),
+        cache_position=torch.arange(cache.get_seq_length(), cache.get_seq_length() + count, device=device),
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return output.logits[:, -1].argmax(dim=-1)  # (V,)
+
+
+@torch.inference_mode()
+def greedy_decode_batch(
+    model,
+    cache: DynamicCache,
+    first_tokens: list[int],
+    prompt_length: int,
+    max_new_tokens: int,
+    stop_token_ids: set[int],
+) -> tuple[list[list[int]], float]:
+    """Generate greedily for every batch row of ``cache`` until each row stops.
+
+    Row v starts from ``first_tokens[v]``; the token generated at step t is fed
+    at position ``prompt_length + t``, so RoPE positions continue the original
+    prompt even when the cache holds fewer entries than the prompt had tokens.
+    Rows that have stopped keep stepping with their last token, and their
+    output is cut at the stop. The cache is extended in place.
+
+    Returns:
+        Per row, the generated token ids (stop token excluded), and the wall time.
+    """
+    start = time.perf_counter()
+    device = model.device
+    outputs: list[list[int]] = [[] for _ in first_tokens]
+    running = [True] * len(first_tokens)
+    tokens = list(first_tokens)
+
+    for step in range(max_new_tokens):
+        for row, token in enumerate(tokens):
+            if running[row] and token in stop_token_ids:
+                running[row] = False
+            if running[row]:
+                outputs[row].append(token)
+        if not any(running) or step == max_new_tokens - 1:
+            break
+
+        cache_length = cache.get_seq_length()
+        output = model(
+            input_ids=torch.tensor(tokens, device=device).unsqueeze(1),  # (V, 1)
+            position_ids=torch.full((len(tokens), 1), prompt_length + step, device=device),
+            cache_position=torch.tensor([cache_length], device=device),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        tokens = output.logits[:, -1].argmax(dim=-1).tolist()
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return outputs, time.perf_counter() - start
+
+
 def greedy_decode(
     model,
     cache: DynamicCache,
@@ -175,37 +278,6 @@ def greedy_decode(
     max_new_tokens: int,
     stop_token_ids: set[int],
 ) -> tuple[list[int], float]:
-    """Generate greedily from ``cache``, starting with the prefill's first token.
-
-    The token generated at step t is fed at position ``prompt_length + t`` so
-    that RoPE positions continue the original prompt even when the cache contains
-    fewer entries than the prompt had tokens. The cache is extended in place.
-
-    Returns:
-        The generated token ids (stop token excluded) and the decode wall time.
-    """
-    start = time.perf_counter()
-    tokens: list[int] = []
-    token = first_token
-    device = model.device
-
-    for step in range(max_new_tokens):
-        if token in stop_token_ids:
-            break
-        tokens.append(token)
-        if step == max_new_tokens - 1:
-            break
-
-        cache_length = cache.get_seq_length()
-        output = model(
-            input_ids=torch.tensor([[token]], device=device),
-            position_ids=torch.tensor([[prompt_length + step]], device=device),
-            cache_position=torch.tensor([cache_length], device=device),
-            past_key_values=cache,
-            use_cache=True,
-        )
-        token = int(output.logits[0, -1].argmax())
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return tokens, time.perf_counter() - start
+    """Generate greedily from a single cache; see ``greedy_decode_batch``."""
+    outputs, seconds = greedy_decode_batch(model, cache, [first_token], prompt_length, max_new_tokens, stop_token_ids)
+    return outputs[0], seconds

@@ -6,6 +6,7 @@ whose comment names the JSON file and field it comes from.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ import pandas as pd
 
 from pipeline.experiments.schema import CellResult
 from pipeline.render.latex import Latex, format_number
+
+logger = logging.getLogger(__name__)
 
 METHOD_ORDER = ("full", "streamingllm", "h2o", "snapkv", "pyramidkv", "circuitkv")
 METHOD_LABELS = {
@@ -32,10 +35,18 @@ TASK_LABELS = {
 OUR_METHOD = "circuitkv"
 
 
-def results_frame(cells: list[tuple[Path, CellResult]]) -> pd.DataFrame:
-    """One row per cell: task, benchmark, method, budget (0 for the full cache), mean score, samples, file."""
+def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt") -> pd.DataFrame:
+    """One row per cell: task, benchmark, method, budget (0 for the full cache), mean score, samples, file.
+
+    Only cells of ``protocol`` with absolute budgets are kept; budget-ratio cells
+    do not share one budget across prompts and have no column in these tables.
+    """
     rows = []
+    left_out = 0
     for path, cell in cells:
+        if cell.config.protocol != protocol or cell.config.budget_ratio is not None:
+            left_out += 1
+            continue
         rows.append(
             {
                 "task": cell.config.task,
@@ -47,6 +58,10 @@ def results_frame(cells: list[tuple[Path, CellResult]]) -> pd.DataFrame:
                 "file": str(path),
             }
         )
+    if left_out:
+        logger.info("Tables use the %s protocol with absolute budgets; %d other cells left out", protocol, left_out)
+    if not rows:
+        raise ValueError(f"No result cells of the {protocol} protocol with absolute budgets; run `make results`.")
     frame = pd.DataFrame(rows)
     duplicated = frame.duplicated(["task", "method", "budget"], keep=False)
     if duplicated.any():
