@@ -210,3 +210,25 @@ def test_insert_needles_rejects_bad_depth():
 def test_essay_render_repeats_short_text():
     haystack = EssayHaystack("One two. Three.")
     assert haystack.render(5, ["N."], [100]) == "One two. Three. One two. N."
+
+
+def test_essays_are_described_by_hash_not_path(tmp_path):
+    from pipeline.benchmarks.haystack import describe_essays
+
+    (tmp_path / "a.txt").write_text("One essay.")
+    first = describe_essays(tmp_path)
+    assert str(tmp_path) not in first
+    assert first.startswith("essay directory, sha256 ")
+    (tmp_path / "a.txt").write_text("Another essay.")
+    assert describe_essays(tmp_path) != first
+
+
+def test_essay_task_cells_record_their_haystack(tmp_path):
+    from pipeline.experiments.runner import GridConfig, _plan_cells
+
+    (tmp_path / "a.txt").write_text("One essay.")
+    config = GridConfig(tasks=["niah_multikey_1"], methods=["full"], essays_dir=tmp_path)
+    [cell] = _plan_cells("niah_multikey_1", "ruler", config, 8192)
+    assert cell.config.haystack.startswith("essay directory, sha256 ")
+    [noise] = _plan_cells("niah_single_1", "ruler", config, 8192)
+    assert noise.config.haystack is None

@@ -16,6 +16,7 @@ and ``render`` inserts needle sentences at sentence boundaries at given depths.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -135,6 +136,17 @@ def read_essays(essays_dir: str | Path | None = None) -> str:
         )
     logger.info("Reading %d essays from %s", len(paths), directory)
     return "\n".join(path.read_text(encoding="utf-8") for path in paths)
+
+
+def describe_essays(essays_dir: str | Path | None = None) -> str:
+    """Name the essay text without its path: its source and the first 12 hex digits of its SHA-256.
+
+    Results record this, so that runs on different essay collections never
+    pass for one another, and no local path (or user name) enters them.
+    """
+    digest = hashlib.sha256(read_essays(essays_dir).encode("utf-8")).hexdigest()[:12]
+    source = "pydoc_data.topics" if essays_dir is None else "essay directory"
+    return f"{source}, sha256 {digest}"
 
 
 def _pydoc_topics_text() -> str:

@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.benchmarks import longbench, metrics, ruler
+from pipeline.benchmarks.haystack import describe_essays
 from pipeline.benchmarks.sample import Sample
 from pipeline.experiments import provenance
 from pipeline.experiments.schema import (
@@ -240,6 +241,9 @@ def _is_finished(path: Path, expected: CellConfig) -> bool:
 
 def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens: int) -> list[Cell]:
     cells = []
+    haystack = None
+    if benchmark == "ruler" and ruler.TASKS[task].haystack == "essay":
+        haystack = describe_essays(config.essays_dir)
     for protocol in config.protocols:
         for name in config.methods:
             method = build_method(name)
@@ -259,6 +263,7 @@ def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens
                     protocol=protocol,
                     num_samples=config.samples_for(task),
                     context_tokens=config.context_tokens if benchmark == "ruler" else None,
+                    haystack=haystack,
                     max_prompt_tokens=max_prompt_tokens,
                     seed=config.seed,
                 )

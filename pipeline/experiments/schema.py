@@ -46,6 +46,9 @@ class CellConfig(_Strict):
     )
     num_samples: int = Field(gt=0)
     context_tokens: int | None = Field(description="Target prompt length of generated tasks")
+    haystack: str | None = Field(
+        default=None, description="Essay text of essay-haystack tasks: its source and SHA-256 prefix"
+    )
     max_prompt_tokens: int = Field(gt=0, description="Longer prompts are truncated in the middle")
     seed: int
 
