@@ -129,3 +129,20 @@ def test_budget_and_ratio_together_are_rejected(cell_path):
     _edit(cell_path, lambda data: data["config"].update(budget_ratio=0.1))
     with pytest.raises(ResultsError, match="give budget or budget_ratio, not both"):
         read_cell(cell_path)
+
+
+def test_older_schema_version_asks_for_a_rerun(cell_path):
+    _edit(cell_path, lambda data: data.update(schema_version=1))
+    with pytest.raises(ResultsError, match="written with schema_version 1, but this pipeline reads version 2"):
+        read_cell(cell_path)
+
+
+def test_many_problems_are_summarized(cell_path):
+    def strip(data):
+        for sample in data["samples"]:
+            del sample["score"], sample["prediction"], sample["generated_tokens"]
+
+    _edit(cell_path, strip)
+    with pytest.raises(ResultsError, match="and 1 more") as error:
+        read_cell(cell_path)
+    assert str(error.value).count("Field required") == 5

@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 PROTOCOLS = ("prompt", "context")
+MAX_LISTED_PROBLEMS = 5  # validation errors named in one message
 
 
 class ResultsError(ValueError):
@@ -207,6 +208,13 @@ def read_cell(path: Path) -> CellResult:
             "fix the file or delete it and run `make results` to recompute the cell."
         ) from None
 
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if isinstance(version, int) and version != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: written with schema_version {version}, but this pipeline reads version {SCHEMA_VERSION}; "
+            "run `make results` to recompute the cell."
+        )
+
     try:
         cell = CellResult.model_validate(raw)
     except ValidationError as error:
@@ -214,6 +222,9 @@ def read_cell(path: Path) -> CellResult:
         for item in error.errors():
             field = ".".join(str(part) for part in item["loc"]) or "(top level)"
             problems.append(f"field {field}: {item['msg']}")
+        if len(problems) > MAX_LISTED_PROBLEMS:
+            hidden = len(problems) - MAX_LISTED_PROBLEMS
+            problems = problems[:MAX_LISTED_PROBLEMS] + [f"and {hidden} more"]
         raise ResultsError(
             f"{path}: invalid results file: " + "; ".join(problems)
             + ". Fix the field or delete the file and run `make results` to recompute the cell."
