@@ -66,25 +66,43 @@ def test_snapkv_and_circuitkv_keep_their_window(full_prefill):
                 assert set(forced) <= set(head.tolist()), name
 
 
+def dense_snapkv_scores(full_prefill, layer: int, kv_head: int) -> torch.Tensor:
+    """SnapKV's prefix scores computed from the dense window attention, shape (n - 32,)."""
+    keys = full_prefill.keys(layer)
+    queries = full_prefill.queries[layer][2 * kv_head : 2 * kv_head + 2, N - 32 :]  # (2, w, d)
+    logits = queries @ keys[kv_head].T * full_prefill.scaling  # (2, w, n)
+    causal = torch.arange(N).unsqueeze(0) <= torch.arange(N - 32, N).unsqueeze(1)
+    attention = torch.softmax(logits.masked_fill(~causal, -math.inf), dim=-1).sum(1)  # (2, n)
+    per_head = torch.nn.functional.max_pool1d(attention[:, None, : N - 32], 7, 1, 3)[:, 0]  # prefix only
+    return per_head.mean(0)  # (n - 32,)
+
+
+def assert_keeps_window_and_best(kept_positions: list[int], pooled: torch.Tensor, budget: int) -> None:
+    assert kept_positions[-32:] == list(range(N - 32, N))
+    # Max pooling makes ties, so compare the kept scores rather than tie-broken indices.
+    kept_scores = sorted(pooled[kept_positions[:-32]].tolist())
+    best_scores = sorted(torch.topk(pooled, budget - 32).values.tolist())
+    assert kept_scores == best_scores
+
+
 def test_snapkv_matches_dense_reference(full_prefill):
-    method = build_method("snapkv")
     budget = 60
-    kept = select(method, full_prefill, budget)
+    kept = select(build_method("snapkv"), full_prefill, budget)
     for layer in range(2):
-        keys = full_prefill.keys(layer)
         for kv_head in range(2):
-            queries = full_prefill.queries[layer][2 * kv_head : 2 * kv_head + 2, N - 32 :]  # (2, w, d)
-            logits = queries @ keys[kv_head].T * full_prefill.scaling  # (2, w, n)
-            causal = torch.arange(N).unsqueeze(0) <= torch.arange(N - 32, N).unsqueeze(1)
-            attention = torch.softmax(logits.masked_fill(~causal, -math.inf), dim=-1).sum(1)  # (2, n)
-            per_head = torch.nn.functional.max_pool1d(attention[:, None, : N - 32], 7, 1, 3)[:, 0]  # prefix only
-            pooled = per_head.mean(0)  # (n - 32,)
-            kept_positions = kept[layer][kv_head].tolist()
-            assert kept_positions[-32:] == list(range(N - 32, N))
-            # Max pooling makes ties, so compare the kept scores rather than tie-broken indices.
-            kept_scores = sorted(pooled[kept_positions[:-32]].tolist())
-            best_scores = sorted(torch.topk(pooled, budget - 32).values.tolist())
-            assert kept_scores == best_scores
+            pooled = dense_snapkv_scores(full_prefill, layer, kv_head)
+            assert_keeps_window_and_best(kept[layer][kv_head].tolist(), pooled, budget)
+
+
+def test_pyramidkv_matches_dense_reference_per_layer(full_prefill):
+    method = build_method("pyramidkv")
+    budgets = method.layer_budgets(80, 2, N).lengths
+    assert budgets[0] > 80 > budgets[1]
+    kept = select(method, full_prefill, 80)
+    for layer in range(2):
+        for kv_head in range(2):
+            pooled = dense_snapkv_scores(full_prefill, layer, kv_head)
+            assert_keeps_window_and_best(kept[layer][kv_head].tolist(), pooled, budgets[layer])
 
 
 def test_circuitkv_same_seed_same_selection(full_prefill):
