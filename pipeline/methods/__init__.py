@@ -13,7 +13,7 @@ from pipeline.methods.base import (
     score_layers,
     select,
 )
-from pipeline.methods.circuitkv import CircuitKV
+from pipeline.methods.circuitkv import CircuitKV, CircuitKVAbsorb, CircuitKVAbsorbExact, CircuitKVExact
 from pipeline.methods.full import FullCache
 from pipeline.methods.h2o import H2O
 from pipeline.methods.pyramidkv import PyramidKV
@@ -27,6 +27,9 @@ REGISTRY: dict[str, type[Method]] = {
     SnapKV.name: SnapKV,
     PyramidKV.name: PyramidKV,
     CircuitKV.name: CircuitKV,
+    CircuitKVAbsorb.name: CircuitKVAbsorb,
+    CircuitKVExact.name: CircuitKVExact,
+    CircuitKVAbsorbExact.name: CircuitKVAbsorbExact,
 }
 
 

@@ -1,14 +1,20 @@
 """Monte Carlo random walkers on the causal attention graph.
 
-N walkers start at one prompt position and move strictly backwards. From
-position i a walker moves to j in {s, ..., i-1} (s = number of sink tokens)
-with probability
+N walkers start at given prompt positions and move strictly backwards. From
+position i a walker moves to j in {l, ..., i-1} with probability
 
-    P(i -> j) = A[i, j]^(1/T) / sum_{k=s}^{i-1} A[i, k]^(1/T),
+    P(i -> j) = A[i, j]^(1/T) / sum_{k=l}^{i-1} A[i, k]^(1/T),
 
-where A is the causal attention. A walker stops at position s, where no move
-is left, when its row has no mass on {s, ..., i-1}, or after S moves. The visit
-count v[j] is the number of (walker, step) pairs at j, the start included.
+where A is the causal attention and l the lowest target. With s sink tokens:
+
+- excluded sinks (l = s): walkers never enter a sink and stop at position s,
+  where no move is left;
+- absorbing sinks (l = 0): a move into a sink ends the walk, like current
+  reaching ground.
+
+A walker also stops when its row has no mass on its targets, or after S moves
+(S = None: no limit). The visit count v[j] is the number of (walker, step)
+pairs at j, the start included.
 
 Only the attention rows of positions that walkers occupy are computed, each
 once, in blocks, so the n x n attention matrix is never built.
@@ -27,10 +33,30 @@ RowFunction = Callable[[torch.Tensor], torch.Tensor]
 ROW_BLOCK = 256
 
 
-def _transition_cdfs(
-    rows: RowFunction, sources: torch.Tensor, width: int, num_sinks: int, temperature: float
+def transition_weights(
+    rows: RowFunction, sources: torch.Tensor, width: int, target_low: int, temperature: float
 ) -> torch.Tensor:
-    """Normalized transition CDFs of ``sources`` over targets {num_sinks, ..., num_sinks + width - 1}.
+    """Unnormalized transition weights A[i, j]^(1/T) of ``sources`` over targets {l, ..., l + width - 1}.
+
+    Columns at or after each source are zero: a walker never stays put.
+
+    Returns:
+        Weights of shape (m, width).
+    """
+    attention = rows(sources)[:, target_low : target_low + width]  # (m, <= width), zero after the source
+    # One spare column holds the source's own column when the source is the block's top.
+    attention = F.pad(attention, (0, width + 1 - attention.shape[1])).float()  # (m, width + 1)
+    own = (sources - target_low).unsqueeze(1)  # (m, 1)
+    attention = attention.scatter(1, own, torch.zeros_like(own, dtype=attention.dtype))[:, :width]  # (m, width)
+    if temperature != 1.0:
+        attention = attention.pow(1.0 / temperature)
+    return attention
+
+
+def _transition_cdfs(
+    rows: RowFunction, sources: torch.Tensor, width: int, target_low: int, temperature: float
+) -> torch.Tensor:
+    """Normalized transition CDFs of ``sources`` over targets {l, ..., l + width - 1}.
 
     A row without mass on its targets is returned as NaN, which marks its
     walkers as stuck.
@@ -38,15 +64,8 @@ def _transition_cdfs(
     Returns:
         CDFs of shape (m, width) that end at 1.
     """
-    attention = rows(sources)[:, num_sinks : num_sinks + width]  # (m, <= width), zero after the source
-    # One spare column holds the source's own column when the source is the block's top.
-    attention = F.pad(attention, (0, width + 1 - attention.shape[1])).float()  # (m, width + 1)
-    # A walker never stays put: drop the source's own column.
-    own = (sources - num_sinks).unsqueeze(1)  # (m, 1)
-    attention = attention.scatter(1, own, torch.zeros_like(own, dtype=attention.dtype))[:, :width]  # (m, width)
-    if temperature != 1.0:
-        attention = attention.pow(1.0 / temperature)
-    cdf = torch.cumsum(attention, dim=-1)  # (m, width)
+    weights = transition_weights(rows, sources, width, target_low, temperature)  # (m, width)
+    cdf = torch.cumsum(weights, dim=-1)  # (m, width)
     total = cdf[:, -1:].clone()  # (m, 1)
     cdf = cdf / total  # NaN where total == 0
     cdf[:, -1] = torch.where(total[:, 0] > 0, 1.0, torch.nan)  # exactly 1 despite rounding
@@ -79,12 +98,13 @@ def _sample_targets(cdf: torch.Tensor, row: torch.Tensor, uniform: torch.Tensor)
 def walk_visits(
     rows: RowFunction,
     num_tokens: int,
-    start: int,
+    start: int | torch.Tensor,
     num_walkers: int,
-    max_steps: int,
+    max_steps: int | None,
     temperature: float,
     num_sinks: int,
     generator: torch.Generator,
+    absorbing: bool = False,
 ) -> torch.Tensor:
     """Simulate the walkers and return visit counts of shape (num_tokens,).
 
@@ -99,27 +119,37 @@ def walk_visits(
     Args:
         rows: Attention rows of given positions, (m,) -> (m, w) with w > max position;
             row i is zero after column i.
+        start: One start position for every walker, or each walker's own, shape (num_walkers,).
+        max_steps: Most moves per walker; None for no limit.
+        absorbing: Whether a move into a sink ends the walk (else sinks are never entered).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    if not 0 <= start < num_tokens:
-        raise ValueError(f"start position {start} is outside the prompt of {num_tokens} tokens")
+    if max_steps is not None and max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0 or None, got {max_steps}")
     device = generator.device
-    positions = torch.full((num_walkers,), start, dtype=torch.long, device=device)  # (N,)
+    positions = torch.as_tensor(start, dtype=torch.long, device=device).expand(num_walkers).clone()  # (N,)
+    if positions.min() < 0 or positions.max() >= num_tokens:
+        raise ValueError(f"start positions must lie in the prompt of {num_tokens} tokens")
+    limit = max_steps if max_steps is not None else num_tokens  # a walk has fewer than n moves
+    target_low = 0 if absorbing else num_sinks
+    # Positions below this one never move: the sinks, and position s when sinks are excluded.
+    first_moving = num_sinks if absorbing else num_sinks + 1
+
     steps = torch.zeros(num_walkers, dtype=torch.long, device=device)  # (N,)
     alive = torch.ones(num_walkers, dtype=torch.bool, device=device)
     visits = torch.zeros(num_tokens, dtype=torch.float64, device=device)
-    visits[start] += num_walkers
+    visits.index_add_(0, positions, torch.ones(num_walkers, dtype=visits.dtype, device=device))
 
     while True:
-        alive &= (positions > num_sinks) & (steps < max_steps)
+        alive &= (positions >= first_moving) & (steps < limit)
         if not alive.any():
             break
 
-        # Targets of this block's walkers lie in {num_sinks, ..., block_top - 1}.
+        # Targets of this block's walkers lie in {target_low, ..., block_top - 1}.
         block_top = int(positions[alive].max())
-        block_low = max(block_top - ROW_BLOCK + 1, num_sinks + 1)
-        width = block_top - num_sinks
+        block_low = max(block_top - ROW_BLOCK + 1, first_moving)
+        width = block_top - target_low
         cdf = torch.zeros(block_top - block_low + 1, width, device=device)  # (rows, width)
         ready = torch.zeros(block_top - block_low + 1, dtype=torch.bool, device=device)
 
@@ -131,10 +161,10 @@ def walk_visits(
 
             missing = torch.unique(row[~ready[row]])
             if len(missing):
-                cdf[missing] = _transition_cdfs(rows, missing + block_low, width, num_sinks, temperature)
+                cdf[missing] = _transition_cdfs(rows, missing + block_low, width, target_low, temperature)
                 ready[missing] = True
 
-            # A row without mass on earlier non-sink positions ends its walkers.
+            # A row without mass on its targets ends its walkers.
             stuck = cdf[row, -1].isnan()
             if stuck.any():
                 alive[walkers[stuck]] = False
@@ -145,12 +175,12 @@ def walk_visits(
             uniform = torch.rand(len(walkers), generator=generator, device=device)
             offset = _sample_targets(cdf, row, uniform)  # (k,)
             # Rounding at the end of a CDF must never step onto or past the source.
-            offset = torch.minimum(offset, positions[walkers] - 1 - num_sinks)
+            offset = torch.minimum(offset, positions[walkers] - 1 - target_low)
 
-            positions[walkers] = offset + num_sinks
+            positions[walkers] = offset + target_low
             steps[walkers] += 1
             visits.index_add_(0, positions[walkers], torch.ones(len(walkers), dtype=visits.dtype, device=device))
-            alive &= (positions > num_sinks) & (steps < max_steps)
+            alive &= (positions >= first_moving) & (steps < limit)
 
     return visits
 
