@@ -26,3 +26,30 @@ def test_probe_sees_quadratic_growth():
             torch.ones(n, n * 8).sum()
         peaks.append(peak.peak_bytes)
     assert peaks[1] > 3 * peaks[0]
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("h2o", {}),
+        ("snapkv", {}),
+        ("circuitkv", {}),
+        ("circuitkv-exact", {}),
+        ("circuitkv-exact", {"max_steps": None}),
+        ("circuitkv-absorb-exact", {}),
+    ],
+)
+def test_scorers_never_build_the_attention_matrix(name, params):
+    """At n = 8192 one float32 attention matrix is 256 MiB; every scorer must stay below half of it."""
+    from pipeline.methods import build_method
+    from pipeline.methods.base import LayerView
+
+    n = 8192
+    generator = torch.Generator().manual_seed(0)
+    queries = torch.randn(1, n, 16, generator=generator)  # (heads, n, head_dim)
+    keys = torch.randn(1, n, 16, generator=generator)
+    view = LayerView(0, 1, queries, keys, 0.25, torch.Generator().manual_seed(0))
+    method = build_method(name, **params)
+    with PeakMemory(torch.device("cpu")) as peak:
+        method.score(view)
+    assert peak.peak_bytes < n * n * 4 // 2

@@ -81,10 +81,11 @@ class LayerView:
         width = int(positions.max()) + 1
         queries = self.group_queries(kv_head)[:, positions]  # (g, m, d)
         keys = self.keys[kv_head, :width]  # (w, d)
-        logits = torch.matmul(queries, keys.T).float() * self.scaling  # (g, m, w)
+        logits = torch.matmul(queries, keys.T).float().mul_(self.scaling)  # (g, m, w)
         columns = torch.arange(width, device=logits.device)
         future = columns.unsqueeze(0) > positions.unsqueeze(1)  # (m, w)
-        logits = logits.masked_fill(future.unsqueeze(0), -math.inf)
+        # In place, so that a block of rows holds two (g, m, w) tensors at most.
+        logits.masked_fill_(future.unsqueeze(0), -math.inf)
         return torch.softmax(logits, dim=-1)  # (g, m, w)
 
     def attention_rows(self, kv_head: int, positions: torch.Tensor) -> torch.Tensor:

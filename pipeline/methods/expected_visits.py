@@ -34,7 +34,8 @@ def transition_probabilities(
     """
     weights = transition_weights(rows, sources, width, target_low, temperature).double()  # (m, width)
     total = weights.sum(dim=-1, keepdim=True)  # (m, 1)
-    return torch.where(total > 0, weights / total.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    # Rows without mass stay zero: 0 / tiny = 0.
+    return weights.div_(total.clamp_min_(torch.finfo(torch.float64).tiny))
 
 
 def expected_visits(

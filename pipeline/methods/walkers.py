@@ -43,13 +43,16 @@ def transition_weights(
     Returns:
         Weights of shape (m, width).
     """
-    attention = rows(sources)[:, target_low : target_low + width]  # (m, <= width), zero after the source
+    attention = rows(sources)[:, target_low : target_low + width + 1].float()  # (m, <= width + 1)
     # One spare column holds the source's own column when the source is the block's top.
-    attention = F.pad(attention, (0, width + 1 - attention.shape[1])).float()  # (m, width + 1)
+    if attention.shape[1] < width + 1:
+        attention = F.pad(attention, (0, width + 1 - attention.shape[1]))  # (m, width + 1)
+    # The row tensor is ours, so it is edited in place: blocks of rows dominate the scorers' memory.
     own = (sources - target_low).unsqueeze(1)  # (m, 1)
-    attention = attention.scatter(1, own, torch.zeros_like(own, dtype=attention.dtype))[:, :width]  # (m, width)
+    attention.scatter_(1, own, 0.0)
+    attention = attention[:, :width]  # (m, width)
     if temperature != 1.0:
-        attention = attention.pow(1.0 / temperature)
+        attention.pow_(1.0 / temperature)
     return attention
 
 
