@@ -17,6 +17,8 @@ LONGBENCH_SAMPLES ?= 3
 # Comma-separated: prompt (compress the whole prompt) and/or context (compress the context, then ask).
 PROTOCOLS ?= prompt
 MODE ?= review
+# make bench: extra options for `python -m pipeline.bench.efficiency` (see --help).
+BENCH_ARGS ?=
 
 .PHONY: help venv tex results paper render check-anonymity test bench clean
 
@@ -25,7 +27,7 @@ help:
 	@echo "make results          run the experiment grid and write data/results (set LONGBENCH_DIR for LongBench)"
 	@echo "make check-anonymity  search the rendered paper and PDF for the identities in paper/authors.yaml"
 	@echo "make test             run the test suite (CPU, no network)"
-	@echo "make bench            print the peak memory of H2O scoring at 4096 and 8192 tokens"
+	@echo "make bench            time and measure the scorers, prefill and decoding; writes data/results/efficiency"
 	@echo "make venv | tex       install the Python environment | TeX Live"
 
 venv: $(STAMP)
@@ -67,7 +69,7 @@ test: venv tex
 	$(PY) -m pytest -q
 
 bench: venv
-	$(PY) -m pipeline.bench.h2o_memory
+	$(PY) -m pipeline.bench.efficiency $(BENCH_ARGS)
 
 clean:
 	rm -rf paper/build paper/main.tex paper/*.sty paper/*.bib paper/figures

@@ -68,7 +68,7 @@ class CircuitKV(Method):
         return self.num_sinks + self.window
 
     def start_positions(self, num_tokens: int, device: torch.device) -> torch.Tensor:
-        """Each walker's start position, shape (num_walkers,): round-robin over the window, or the last token."""
+        """Return each walker's start position, shape (num_walkers,): round-robin over the window, or the last token."""
         if self.start == "last":
             return torch.full((self.num_walkers,), num_tokens - 1, dtype=torch.long, device=device)
         first = max(num_tokens - self.window, 0)
