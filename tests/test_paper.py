@@ -166,3 +166,26 @@ def test_rouge_task_is_never_called_failed(write_results, tmp_path):
             scores[("multi_news", method, budget)] = 12.0
     tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
     assert "On MultiNews the full cache itself" not in tex
+
+
+def test_method_seeds_are_averaged_in_tables(write_results, tmp_path):
+    from pipeline.experiments.schema import read_cell
+    from pipeline.render.results import result_macros, results_frame
+
+    directory = write_results(standard_scores())
+    base = directory / "cells" / "niah_single_1" / "prompt-circuitkv-b128.json"
+    data = json.loads(base.read_text())
+    data["config"]["method_seed"] = 1
+    for sample in data["samples"]:
+        sample["score"] = 60.0
+    data["mean_score"] = 60.0
+    (base.parent / "prompt-circuitkv-b128-s1.json").write_text(json.dumps(data))
+
+    paths = sorted((directory / "cells").rglob("*.json"))
+    frame = results_frame([(path, read_cell(path)) for path in paths])
+    row = frame[(frame.task == "niah_single_1") & (frame.method == "circuitkv") & (frame.budget == 128)].iloc[0]
+    assert row.score == 50.0
+    assert row.num_seeds == 2
+    assert row.score_std == pytest.approx(14.142, abs=1e-3)
+    sources = {key: str(source) for key, _, source in result_macros(frame)}
+    assert sources["niah_single_1/circuitkv/b128"].startswith("mean over 2 method seeds")

@@ -215,3 +215,41 @@ def test_grid_validation_checks_protocols_and_ratios():
     with pytest.raises(ValueError, match="No budgets given"):
         validate(GridConfig(tasks=["niah_single_1"], budgets=[]))
     validate(GridConfig(tasks=["niah_single_1"], budgets=[], budget_ratios=[0.2]))
+
+
+def test_method_seeds_plan_one_cell_per_seed_for_stochastic_methods(tmp_path):
+    from pipeline.experiments.runner import _plan_cells
+
+    config = GridConfig(tasks=["niah_single_1"], methods=["snapkv", "circuitkv", "circuitkv-exact"],
+                        budgets=[128], method_seeds=[0, 1, 2], results_dir=tmp_path)
+    names = sorted(cell.path.name for cell in _plan_cells("niah_single_1", "ruler", config, 8192))
+    assert names == [
+        "prompt-circuitkv-b128-s1.json", "prompt-circuitkv-b128-s2.json", "prompt-circuitkv-b128.json",
+        "prompt-circuitkv-exact-b128.json", "prompt-snapkv-b128.json",
+    ]
+
+
+def test_method_specs_name_their_cells(tmp_path):
+    from pipeline.experiments.runner import _plan_cells
+
+    config = GridConfig(tasks=["niah_single_1"], methods=["circuitkv+temperature=0.5+max_steps=inf"],
+                        budgets=[128], results_dir=tmp_path)
+    [cell] = _plan_cells("niah_single_1", "ruler", config, 8192)
+    assert cell.path.name == "prompt-circuitkv+max_steps=inf+temperature=0.5-b128.json"
+    assert cell.config.method_params["temperature"] == 0.5
+    assert cell.config.method_params["max_steps"] is None
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("circuitkv+temp=2", "has no hyperparameter 'temp'"),
+        ("circuitkv+temperature=hot", "'hot' is not a valid float"),
+        ("circuitkv+exact=yes", "'yes' is not a valid bool"),
+        ("circuitkv+window", "expected KEY=VALUE"),
+        ("snapkv+window=inf", "'inf' is not a valid int"),
+    ],
+)
+def test_bad_method_specs_are_rejected(spec, message):
+    with pytest.raises(ValueError, match=message):
+        build_method(spec)

@@ -92,6 +92,7 @@ class GridConfig:
     longbench_config: Path | None = None
     max_prompt_tokens: int | None = None
     decode_batch: int = 8
+    method_seeds: list[int] = field(default_factory=list)
 
     def samples_for(self, task: str) -> int:
         return self.task_samples.get(task, self.num_samples)
@@ -245,30 +246,34 @@ def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens
     if benchmark == "ruler" and ruler.TASKS[task].haystack == "essay":
         haystack = describe_essays(config.essays_dir)
     for protocol in config.protocols:
-        for name in config.methods:
-            method = build_method(name)
+        for spec in config.methods:
+            method = build_method(spec)
             if method.compresses:
                 budgets = [(check_budget(method, b), None) for b in config.budgets]
                 budgets += [(None, check_ratio(r)) for r in config.budget_ratios]
             else:
                 budgets = [(None, None)]
+            # A stochastic method runs once per method seed; None means the data seed.
+            seeds = [None if s == config.seed else s for s in config.method_seeds] if method.stochastic else []
             for budget, ratio in budgets:
-                cell_config = CellConfig(
-                    task=task,
-                    benchmark=benchmark,
-                    method=name,
-                    method_params=method.params(),
-                    budget=budget,
-                    budget_ratio=ratio,
-                    protocol=protocol,
-                    num_samples=config.samples_for(task),
-                    context_tokens=config.context_tokens if benchmark == "ruler" else None,
-                    haystack=haystack,
-                    max_prompt_tokens=max_prompt_tokens,
-                    seed=config.seed,
-                )
-                path = config.results_dir / "cells" / cell_filename(task, name, budget, protocol, ratio)
-                cells.append(Cell(method, cell_config, path))
+                for method_seed in seeds or [None]:
+                    cell_config = CellConfig(
+                        task=task,
+                        benchmark=benchmark,
+                        method=method.label,
+                        method_params=method.params(),
+                        budget=budget,
+                        budget_ratio=ratio,
+                        protocol=protocol,
+                        num_samples=config.samples_for(task),
+                        context_tokens=config.context_tokens if benchmark == "ruler" else None,
+                        haystack=haystack,
+                        max_prompt_tokens=max_prompt_tokens,
+                        seed=config.seed,
+                        method_seed=method_seed,
+                    )
+                    name = cell_filename(task, method.label, budget, protocol, ratio, method_seed)
+                    cells.append(Cell(method, cell_config, config.results_dir / "cells" / name))
     return cells
 
 
@@ -397,7 +402,7 @@ class PromptRun:
 
     def _variants(self, full: Prefill, cells: list[Cell]) -> list[Variant]:
         n = full.num_tokens
-        scores: dict[str, tuple[list[torch.Tensor], float]] = {}
+        scores: dict[tuple[str, int], tuple[list[torch.Tensor], float]] = {}
         variants = []
         for cell in cells:
             method = cell.method
@@ -406,14 +411,16 @@ class PromptRun:
                 variants.append(Variant(cell, budget, None, full.cache, 0.0))
                 continue
 
-            if method.name not in scores:
+            seed = self.seed if cell.config.method_seed is None else cell.config.method_seed
+            key = (repr(method), seed)
+            if key not in scores:
                 started = time.perf_counter()
-                layer_scores = score_layers(method, full, self.seed)
-                scores[method.name] = (layer_scores, time.perf_counter() - started)
-            layer_scores, scoring_s = scores[method.name]
+                layer_scores = score_layers(method, full, seed)
+                scores[key] = (layer_scores, time.perf_counter() - started)
+            layer_scores, scoring_s = scores[key]
             schedule = method.layer_budgets(budget, full.num_layers, n)
             cache = compress_cache(full, keep_positions(method, layer_scores, budget))
-            _check_compressed(method.name, budget, n, cache_lengths(cache), schedule)
+            _check_compressed(method.label, budget, n, cache_lengths(cache), schedule)
             variants.append(Variant(cell, budget, schedule, cache, scoring_s))
         return variants
 

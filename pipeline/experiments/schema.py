@@ -51,7 +51,8 @@ class CellConfig(_Strict):
         default=None, description="Essay text of essay-haystack tasks: its source and SHA-256 prefix"
     )
     max_prompt_tokens: int = Field(gt=0, description="Longer prompts are truncated in the middle")
-    seed: int
+    seed: int = Field(description="Seed of data generation, and of stochastic methods unless method_seed is set")
+    method_seed: int | None = Field(default=None, description="Seed of a stochastic method when not the data seed")
 
     @model_validator(mode="after")
     def _check_budget(self) -> "CellConfig":
@@ -177,14 +178,20 @@ class CellResult(_Strict):
 
 
 def cell_filename(
-    task: str, method: str, budget: int | None, protocol: str = "prompt", budget_ratio: float | None = None
+    task: str,
+    method: str,
+    budget: int | None,
+    protocol: str = "prompt",
+    budget_ratio: float | None = None,
+    method_seed: int | None = None,
 ) -> str:
     """File name of a cell inside the results directory."""
     if budget_ratio is not None:
         budget_part = f"r{budget_ratio:g}"
     else:
         budget_part = "full" if budget is None else f"b{budget}"
-    return f"{task}/{protocol}-{method}-{budget_part}.json"
+    seed_part = "" if method_seed is None else f"-s{method_seed}"
+    return f"{task}/{protocol}-{method}-{budget_part}{seed_part}.json"
 
 
 def sample_mean(samples: list[SampleResult]) -> float:

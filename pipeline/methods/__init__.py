@@ -17,6 +17,7 @@ from pipeline.methods.circuitkv import CircuitKV, CircuitKVAbsorb, CircuitKVAbso
 from pipeline.methods.full import FullCache
 from pipeline.methods.h2o import H2O
 from pipeline.methods.pyramidkv import PyramidKV
+from pipeline.methods.spec import format_spec, parse_spec
 from pipeline.methods.snapkv import SnapKV
 from pipeline.methods.streamingllm import StreamingLLM
 
@@ -33,11 +34,12 @@ REGISTRY: dict[str, type[Method]] = {
 }
 
 
-def build_method(name: str, **params) -> Method:
-    """Instantiate the method registered as ``name`` with hyperparameter overrides."""
-    if name not in REGISTRY:
-        raise ValueError(f"Unknown method {name!r}; available: {', '.join(REGISTRY)}.")
-    return REGISTRY[name](**params)
+def build_method(spec: str, **params) -> Method:
+    """Instantiate a method from its spec (``name`` or ``name+key=value...``) and keyword overrides."""
+    name, overrides = parse_spec(spec, REGISTRY)
+    method = REGISTRY[name](**{**overrides, **params})
+    method.label = format_spec(name, {**overrides, **params})
+    return method
 
 
 __all__ = [

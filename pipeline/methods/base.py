@@ -115,6 +115,13 @@ class Method:
 
     name: ClassVar[str]
     compresses: ClassVar[bool] = True
+    # The spec it was built from, e.g. ``circuitkv+temperature=0.5``; set by ``build_method``.
+    label: ClassVar[str | None] = None
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the scores depend on the random seed."""
+        return False
 
     def min_budget(self) -> int:
         """Smallest budget the method accepts: the number of positions it always keeps."""

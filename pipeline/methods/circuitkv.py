@@ -67,6 +67,10 @@ class CircuitKV(Method):
     def min_budget(self) -> int:
         return self.num_sinks + self.window
 
+    @property
+    def stochastic(self) -> bool:
+        return not self.exact
+
     def start_positions(self, num_tokens: int, device: torch.device) -> torch.Tensor:
         """Return each walker's start position, shape (num_walkers,): round-robin over the window, or the last token."""
         if self.start == "last":

@@ -40,6 +40,9 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
 
     Only cells of ``protocol`` with absolute budgets are kept; budget-ratio cells
     do not share one budget across prompts and have no column in these tables.
+    Cells that differ only in their method seed become one row whose score is
+    the mean over seeds, with ``num_seeds``, ``score_std`` (sample standard
+    deviation over seeds, 0 for one seed) and their files joined by "; ".
     """
     rows = []
     left_out = 0
@@ -53,6 +56,7 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
                 "benchmark": cell.config.benchmark,
                 "method": cell.config.method,
                 "budget": cell.config.budget or 0,
+                "method_seed": cell.config.seed if cell.config.method_seed is None else cell.config.method_seed,
                 "score": cell.mean_score,
                 "num_samples": len(cell.samples),
                 "file": str(path),
@@ -63,11 +67,21 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
     if not rows:
         raise ValueError(f"No result cells of the {protocol} protocol with absolute budgets; run `make results`.")
     frame = pd.DataFrame(rows)
-    duplicated = frame.duplicated(["task", "method", "budget"], keep=False)
+    duplicated = frame.duplicated(["task", "method", "budget", "method_seed"], keep=False)
     if duplicated.any():
         files = ", ".join(frame.loc[duplicated, "file"])
         raise ValueError(f"Several result files describe the same cell: {files}. Keep one of them.")
-    return frame
+
+    keys = ["task", "benchmark", "method", "budget"]
+    grouped = frame.sort_values("method_seed").groupby(keys, sort=False)
+    merged = grouped.agg(
+        score=("score", "mean"),
+        score_std=("score", lambda scores: float(scores.std(ddof=1)) if len(scores) > 1 else 0.0),
+        num_seeds=("score", "size"),
+        num_samples=("num_samples", "first"),
+        file=("file", "; ".join),
+    )
+    return merged.reset_index()
 
 
 def task_order(frame: pd.DataFrame) -> list[str]:
@@ -147,10 +161,11 @@ def result_macros(frame: pd.DataFrame) -> list[tuple[str, Latex, str]]:
     """
     macros = []
     for record in frame.sort_values(["task", "method", "budget"]).itertuples():
-        macros.append(
-            (macro_key(record.task, record.method, record.budget), format_number(record.score),
-             Latex(f"{record.file}: mean_score"))
-        )
+        if record.num_seeds > 1:
+            source = Latex(f"mean over {record.num_seeds} method seeds of mean_score in {record.file}")
+        else:
+            source = Latex(f"{record.file}: mean_score")
+        macros.append((macro_key(record.task, record.method, record.budget), format_number(record.score), source))
     pivot = score_pivot(frame)
     for (method, budget), value in pivot["avg"].items():
         if pd.isna(value):
