@@ -20,7 +20,16 @@ from pipeline.atomic import write_text_atomically
 from pipeline.experiments.schema import ResultsError, read_cell
 from pipeline.render import claims, figures
 from pipeline.render.latex import Latex, format_number, make_environment
-from pipeline.render.results import TASK_LABELS, main_table, result_macros, results_frame, task_order
+from pipeline.render.results import (
+    METHOD_LABELS,
+    METHOD_ORDER,
+    OUR_METHOD,
+    TASK_LABELS,
+    main_table,
+    result_macros,
+    results_frame,
+    task_order,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +106,11 @@ def _setup(cells) -> dict:
     samples = sorted({(cell.config.task, len(cell.samples)) for _, cell in cells})
     context = sorted({cell.config.context_tokens for _, cell in cells if cell.config.context_tokens})
     budgets = sorted({cell.config.budget for _, cell in cells if cell.config.budget})
+    pyramid = [
+        sample for _, cell in cells
+        if cell.config.method == "pyramidkv" and cell.config.protocol == "prompt" and cell.config.budget
+        for sample in cell.samples if sample.compressed
+    ]
     return {
         "model_id": first.model.model_id,
         "model_name": model_name(first.model.model_id),
@@ -112,6 +126,8 @@ def _setup(cells) -> dict:
         "budgets": budgets,
         "params": params,
         "seed": first.config.seed,
+        "pyramid_runs": len(pyramid),
+        "pyramid_fallbacks": sum(1 for sample in pyramid if sample.budget_fallback),
     }
 
 
@@ -137,6 +153,10 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         "weak_tasks": claims.weak_tasks(frame),
         "tie_margin": format_number(claims.TIE_MARGIN),
         "tasks": [TASK_LABELS.get(task, task) for task in task_order(frame)],
+        "baselines": [
+            METHOD_LABELS[method] for method in METHOD_ORDER
+            if method in set(frame.method) and method not in ("full", OUR_METHOD)
+        ],
         "setup": _setup(cells),
         "figure_results": Latex(f"figures/{FIGURE_RESULTS}"),
     }
