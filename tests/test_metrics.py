@@ -91,12 +91,89 @@ def test_unknown_metric_names_supported():
         score("bleu", "a", ["a"])
     message = str(error.value)
     assert "'bleu'" in message
-    assert "qa_f1, rouge, string_match_all" in message
+    assert "qa_f1, retrieval, rouge, string_match_all" in message
 
 
-def test_unimplemented_longbench_metric_named():
-    with pytest.raises(ValueError, match="Metric 'code_sim' \\(LongBench\\) is not implemented yet"):
-        score("code_sim", "a", ["a"])
+def test_chinese_longbench_metric_named():
+    with pytest.raises(ValueError, match="Metric 'rouge_zh' scores LongBench's Chinese tasks"):
+        score("rouge_zh", "a", ["a"])
+
+
+# Hand-computed cases; LongBench's own metrics.py gives the same numbers.
+TREC_CLASSES = ["Abbreviation", "Animal", "Description", "Definition", "Expression abbreviated", "Food"]
+
+
+@pytest.mark.parametrize(
+    "prediction, references, expected",
+    [
+        ("Food", ["Food"], 100.0),
+        ("Animal or Food", ["Food"], 50.0),  # two classes matched, one is right
+        ("", ["Food"], 0.0),
+        ("Definition", ["Description", "Definition"], 100.0),  # best reference
+        ("Expression abbreviated", ["Expression abbreviated"], 100.0),  # "abbreviated" is not "Abbreviation"
+        ("Ánimal", ["Animal"], 0.0),  # no Unicode folding
+    ],
+)
+def test_classification_cases(prediction, references, expected):
+    assert score("classification", prediction, references, all_classes=TREC_CLASSES) == pytest.approx(expected)
+
+
+def test_classification_drops_classes_inside_the_reference_as_longbench_does():
+    classes = ["Location", "Location city", "Location city capital"]
+    # Both shorter names are inside the reference. LongBench removes while iterating, so the second stays:
+    # matches [Location, Location city, Location city capital] -> drop "Location" -> skip "Location city".
+    assert score("classification", "Location city capital", ["Location city capital"], all_classes=classes) == 50.0
+
+
+def test_classification_needs_all_classes():
+    with pytest.raises(ValueError, match="all_classes"):
+        score("classification", "Food", ["Food"])
+
+
+@pytest.mark.parametrize(
+    "prediction, references, expected",
+    [
+        ("Paragraph 3", ["Paragraph 3"], 100.0),
+        ("Paragraph 3 or Paragraph 12", ["Paragraph 12"], 50.0),
+        ("", ["Paragraph 3"], 0.0),
+        ("no paragraph", ["Paragraph 3"], 0.0),
+        ("Paragraph 30", ["Paragraph 3", "Paragraph 30"], 100.0),
+        ("段落 ٣ and 3", ["Paragraph 3"], 50.0),  # \d matches the Arabic-Indic three, which is not "3"
+    ],
+)
+def test_retrieval_cases(prediction, references, expected):
+    assert score("retrieval", prediction, references) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "prediction, references, expected",
+    [
+        ("12", ["12"], 100.0),
+        ("12 12 3", ["12"], 100 * 2 / 3),
+        ("", ["12"], 0.0),
+        ("1203", ["12"], 0.0),
+        ("zwölf: 12", ["12"], 100.0),
+        ("3", ["12", "3"], 100.0),
+    ],
+)
+def test_count_cases(prediction, references, expected):
+    assert score("count", prediction, references) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "prediction, references, expected",
+    [
+        ("x = 1", ["x = 1"], 100.0),
+        ("", ["x = 1"], 0.0),
+        ("# set x\nx = 1", ["x = 1"], 100.0),  # comment lines are skipped
+        ("abcd", ["abce"], 75.0),  # SequenceMatcher ratio 2 * 3 / 8
+        ("naïve = 1", ["naive = 1"], 89.0),  # 2 * 8 / 18 = 0.888..., rounded to 89
+        ("abcd", ["zzzz", "abcd"], 100.0),
+        ("`code`\n// note\n", ["x"], 0.0),  # no code line left: empty prediction
+    ],
+)
+def test_code_similarity_cases(prediction, references, expected):
+    assert score("code_sim", prediction, references) == pytest.approx(expected)
 
 
 def test_empty_references_rejected():

@@ -7,6 +7,19 @@
 * ``rouge`` (LongBench metrics.py): ROUGE-L F1 from the ``rouge`` package 1.0.1,
   which splits sentences at "." and scores summary-level union LCS over sets of
   whitespace-separated, case-sensitive words.
+* ``classification`` (LongBench): the class names from ``all_classes`` found
+  in the prediction, minus those that are part of the reference without being
+  it; 100 / (number left) if the reference is among them, else 0.
+* ``retrieval`` (LongBench): the share of the numbers in the prediction that
+  equal the reference's paragraph number ("Paragraph N").
+* ``count`` (LongBench): the share of the numbers in the prediction that equal
+  the reference count.
+* ``code_sim`` (LongBench): the similarity of the prediction's first line
+  without a backtick, "#" or "//" to the reference, as the ``fuzzywuzzy``
+  package's ``fuzz.ratio`` computes it in LongBench's environment (which lacks
+  ``python-Levenshtein``): ``difflib.SequenceMatcher`` ratio from the standard
+  library, rounded to a whole percent, 100 for equal strings and 0 when one of
+  them is empty.
 
 The LongBench metrics score each reference and keep the maximum, as LongBench
 eval.py does. Predictions of some tasks are cut to their first line first
@@ -15,6 +28,7 @@ eval.py does. Predictions of some tasks are cut to their first line first
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import string
@@ -28,8 +42,8 @@ logger = logging.getLogger(__name__)
 # LongBench eval.py keeps only the first line of predictions for these tasks.
 FIRST_LINE_TASKS = frozenset({"trec", "triviaqa", "samsum", "lsht"})
 
-# LongBench metrics that tasks may name but that are not implemented here yet.
-UNIMPLEMENTED_LONGBENCH_METRICS = ("classification", "code_sim", "count", "qa_f1_zh", "retrieval", "retrieval_zh", "rouge_zh")
+# LongBench's Chinese metrics, which this English-only pipeline does not implement.
+UNIMPLEMENTED_LONGBENCH_METRICS = ("qa_f1_zh", "retrieval_zh", "rouge_zh")
 
 
 def postprocess(task: str, prediction: str) -> str:
@@ -44,12 +58,15 @@ def score(metric: str, prediction: str, references: Sequence[str], **extra) -> f
 
     ``string_match_all`` uses all references together. The other metrics
     return the maximum over references. ``extra`` carries task fields such as
-    LongBench's ``all_classes``, which the implemented metrics do not use.
+    LongBench's ``all_classes``, which ``classification`` needs.
     """
     if metric not in SUPPORTED_METRICS:
         supported = ", ".join(SUPPORTED_METRICS)
         if metric in UNIMPLEMENTED_LONGBENCH_METRICS:
-            raise ValueError(f"Metric {metric!r} (LongBench) is not implemented yet. Supported metrics: {supported}.")
+            raise ValueError(
+                f"Metric {metric!r} scores LongBench's Chinese tasks, which are not supported. "
+                f"Supported metrics: {supported}."
+            )
         raise ValueError(f"Unknown metric {metric!r}. Supported metrics: {supported}.")
     if isinstance(references, str):
         raise TypeError("references must be a sequence of strings, not a single str.")
@@ -58,6 +75,11 @@ def score(metric: str, prediction: str, references: Sequence[str], **extra) -> f
 
     if metric == "string_match_all":
         return string_match_all(prediction, references)
+    if metric == "classification":
+        classes = extra.get("all_classes")
+        if not classes:
+            raise ValueError("The classification metric needs the task's all_classes; the sample has none.")
+        return max(classification(prediction, reference, classes) for reference in references)
     scorer = _PER_REFERENCE_METRICS[metric]
     return max(scorer(prediction, reference) for reference in references)
 
@@ -118,6 +140,63 @@ def rouge_l(prediction: str, reference: str) -> float:
 
 _ROUGE = Rouge()
 
+
+def classification(prediction: str, reference: str, all_classes: Sequence[str]) -> float:
+    """Return 100 / (matched classes) if the reference class is matched, else 0.
+
+    A class is matched when its name occurs in the prediction. Matches that
+    occur inside the reference's name without being it are then dropped, by
+    removing from the list while iterating over it as LongBench does, so that
+    of two such adjacent matches the second stays.
+    """
+    matches = [name for name in all_classes if name in prediction]
+    for name in matches:
+        if name in reference and name != reference:
+            matches.remove(name)
+    return 100.0 / len(matches) if reference in matches else 0.0
+
+
+def _number_share(prediction: str, target: str) -> float:
+    """Return 100 times the share of the numbers (digit runs) in the prediction that equal ``target``."""
+    numbers = re.findall(r"\d+", prediction)
+    if not numbers:
+        return 0.0
+    return 100.0 * sum(number == target for number in numbers) / len(numbers)
+
+
+def retrieval(prediction: str, reference: str) -> float:
+    """Return the share of the prediction's numbers that name the reference's paragraph."""
+    match = re.search(r"Paragraph (\d+)", reference)
+    if match is None:
+        raise ValueError(f"Retrieval reference {reference!r:.60} names no paragraph ('Paragraph N').")
+    return _number_share(prediction, match.group(1))
+
+
+def count(prediction: str, reference: str) -> float:
+    """Return the share of the prediction's numbers that equal the reference count."""
+    return _number_share(prediction, reference)
+
+
+def code_similarity(prediction: str, reference: str) -> float:
+    """Return fuzzywuzzy's ratio of the first code line of the prediction to the reference (see the module)."""
+    line = ""
+    for candidate in prediction.lstrip("\n").split("\n"):
+        if "`" not in candidate and "#" not in candidate and "//" not in candidate:
+            line = candidate
+            break
+    if line == reference:
+        return 100.0
+    if not line or not reference:
+        return 0.0
+    return float(int(round(100 * difflib.SequenceMatcher(None, line, reference).ratio())))
+
+
 # Metrics scored per reference, keeping the maximum.
-_PER_REFERENCE_METRICS: dict[str, Callable[[str, str], float]] = {"qa_f1": qa_f1, "rouge": rouge_l}
-SUPPORTED_METRICS = ("qa_f1", "rouge", "string_match_all")
+_PER_REFERENCE_METRICS: dict[str, Callable[[str, str], float]] = {
+    "qa_f1": qa_f1,
+    "rouge": rouge_l,
+    "retrieval": retrieval,
+    "count": count,
+    "code_sim": code_similarity,
+}
+SUPPORTED_METRICS = ("classification", "code_sim", "count", "qa_f1", "retrieval", "rouge", "string_match_all")

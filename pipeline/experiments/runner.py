@@ -462,7 +462,9 @@ class PromptRun:
                     generated_tokens=len(tokens),
                     prediction=prediction,
                     references=list(sample.references) if sample.keep_references else None,
-                    score=metrics.score(sample.metric, prediction, sample.references),
+                    score=metrics.score(
+                        sample.metric, prediction, sample.references, all_classes=sample.extra.get("all_classes")
+                    ),
                     timing=Timing(
                         prefill_s=full.seconds, scoring_s=variant.scoring_s, decode_s=decode_s,
                         decode_batch=len(rows),
