@@ -1,9 +1,9 @@
 """Peak extra memory of a block of code, on CPU or CUDA.
 
 On CUDA the figure is torch's own peak-allocation counter. On Linux CPUs it is
-the process's resident-set high-water mark (``VmHWM``), reset before the block
-by writing 5 to ``/proc/self/clear_refs``; the figure reported is the rise of
-that mark above the resident set at the start. Before the block, glibc is
+the rise of the process's resident-set high-water mark (``VmHWM``) above the
+resident set at the start. Writing 5 to ``/proc/self/clear_refs`` resets that
+mark before the block. Before the block, glibc is
 asked to return its free heap pages (``malloc_trim``), so that memory the
 block reuses from earlier work counts as new resident memory.
 """

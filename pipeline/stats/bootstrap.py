@@ -99,7 +99,7 @@ def paired_difference(
 ) -> PairedDifference:
     """Return the mean of ``first[i] - second[i]`` with a paired bootstrap interval.
 
-    Both sequences hold scores of the same samples in the same order.
+    Both sequences contain scores of the same samples in the same order.
     """
     if len(first) != len(second):
         raise ValueError(f"Paired scores need equal lengths, got {len(first)} and {len(second)}.")
