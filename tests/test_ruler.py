@@ -79,8 +79,8 @@ def test_sample_fields(tokenizer):
     assert sample.keep_references is True
     assert sample.answer_prefix == f" The special magic number for {query} mentioned in the provided text is"
     assert sample.prompt.startswith(
-        "Some special magic numbers are hidden within the following text. Make sure to memorize it. "
-        "I will quiz you about the numbers afterwards.\n"
+        "A special magic number is hidden within the following text. Make sure to memorize it. "
+        "I will quiz you about the number afterwards.\n"
     )
     assert sample.prompt.endswith(f"\nWhat is the special magic number for {query} mentioned in the provided text?")
 
@@ -232,3 +232,95 @@ def test_essay_task_cells_record_their_haystack(tmp_path):
     assert cell.config.haystack.startswith("essay directory, sha256 ")
     [noise] = _plan_cells("niah_single_1", "ruler", config, 8192)
     assert noise.config.haystack is None
+
+
+ALL_TASKS = sorted(ruler.TASKS)
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def test_suite_covers_rulers_synthetic_tasks():
+    assert set(ALL_TASKS) == {
+        "niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1", "niah_multikey_2",
+        "niah_multikey_3", "niah_multivalue", "niah_multiquery", "vt", "cwe", "fwe",
+    }
+
+
+@pytest.fixture(scope="module")
+def suite(tokenizer):
+    return {task: ruler.generate(task, 2, 4096, tokenizer, seed=1) for task in ALL_TASKS}
+
+
+@pytest.mark.parametrize("task", ALL_TASKS)
+def test_every_task_meets_the_length_and_repeats(task, suite, tokenizer):
+    for sample in suite[task]:
+        length = count_tokens(sample.prompt + sample.answer_prefix, tokenizer)
+        assert abs(length - 4096) <= 0.02 * 4096, (sample.sample_id, length)
+        assert sample.prompt.endswith(sample.question)
+    assert ruler.generate(task, 1, 4096, tokenizer, seed=1)[0] == suite[task][0]
+
+
+@pytest.mark.parametrize("task", [task for task in ALL_TASKS if task.startswith("niah")])
+def test_niah_references_are_needles_for_the_queried_keys(task, suite):
+    pattern = re.compile(r"One of the special magic (?:numbers|uuids) for (\S+) is: (\S+)\.")
+    for sample in suite[task]:
+        needles = pattern.findall(sample.prompt)
+        for reference in sample.references:
+            keys = [key for key, value in needles if value == reference]
+            assert len(keys) == 1, reference
+            assert keys[0] in sample.answer_prefix
+
+
+def test_niah_variants_differ_as_in_ruler(suite):
+    assert len(suite["niah_multivalue"][0].references) == 4
+    assert len(suite["niah_multiquery"][0].references) == 4
+    assert suite["niah_multiquery"][0].answer_prefix.count(", ") == 3
+    assert "What are all the special magic numbers" in suite["niah_multivalue"][0].prompt
+    assert UUID.fullmatch(suite["niah_single_3"][0].references[0])
+    # Needle haystacks are made of distractor needles, one per line.
+    lines = suite["niah_multikey_2"][0].prompt.split("\n")
+    assert sum(line.startswith("One of the special magic numbers") for line in lines) > 100
+    assert UUID.search(suite["niah_multikey_3"][0].prompt.split("\n")[1])
+
+
+def test_variable_tracking_chain_in_order(suite):
+    for sample in suite["vt"]:
+        names = sample.references
+        value = sample.answer_prefix.split("the value ")[1].split(",")[0]
+        statements = [line for line in sample.prompt.split("\n") if line.startswith("VAR ")]
+        assert statements[0] == f"VAR {names[0]} = {value}"
+        assert statements[1:] == [f"VAR {names[i + 1]} = VAR {names[i]}" for i in range(4)]
+        assert "5 variables" in sample.answer_prefix
+
+
+def test_common_words_are_the_most_frequent(suite):
+    for sample in suite["cwe"]:
+        listing = sample.prompt.rsplit("\nQuestion:", 1)[0].rsplit("most often.\n", 1)[1]
+        words = re.findall(r"\d+\. (\S+)", listing)
+        counts = {word: words.count(word) for word in set(words)}
+        assert all(counts[word] == 30 for word in sample.references)
+        assert all(count == 3 for word, count in counts.items() if word not in sample.references)
+        assert sample.prompt.startswith("Below is a numbered list")  # the worked example comes first
+
+
+def test_frequent_words_follow_the_zipf_ranks(suite):
+    for sample in suite["fwe"]:
+        coded = sample.prompt.split("coded words. ", 1)[1].split("\nQuestion:")[0].split()
+        ranked = sorted(set(coded), key=coded.count, reverse=True)
+        assert ranked[0] == "..."
+        assert tuple(ranked[1:4]) == sample.references
+
+
+def test_coarse_sizes_that_miss_the_tolerance_are_explained(tokenizer):
+    coarse = ruler.RulerTask(
+        name="coarse", template="{context}", answer_prefix="", max_new_tokens=8, haystack="noise", unit="blocks",
+        build=lambda rng, size, resources: ruler.Built(" apple" * (100 * size), {}, ("apple",)),
+    )
+    resources = ruler.Resources(None, 1050)
+    with pytest.raises(ValueError, match=r"within ±2% of 1050 tokens: 10 blocks give 1000 and 11 give 1100"):
+        ruler.fit_size(coarse, "coarse-0", 1050, tokenizer, resources)
+
+
+def test_zeta_of_two_is_pi_squared_over_six():
+    import math
+
+    assert ruler.zeta(2.0) == pytest.approx(math.pi**2 / 6, rel=1e-9)

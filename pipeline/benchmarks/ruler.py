@@ -1,122 +1,175 @@
-"""Seeded RULER-style needle-in-a-haystack prompts of a given token length.
+"""Seeded RULER-style synthetic tasks of a given token length.
 
-Follows RULER (Hsieh et al., 2024): the task templates of its Table 7 and the
-generator in its ``scripts/data/synthetic/niah.py``. Keys are
-adjective-noun pairs from the ``wonderwords`` word lists, values are 7-digit
-numbers, and needles go at sentence boundaries at depths drawn from RULER's 40
-evenly spaced depths. The haystack size is searched per sample so that
+Follows RULER (Hsieh et al., 2024, "RULER: What's the Real Context Size of
+Your Long-Context Language Models?"): its task list (``scripts/synthetic.yaml``),
+templates and answer prefixes (``scripts/data/synthetic/constants.py``) and
+generators. The tasks:
+
+- needle in a haystack (NIAH): ``niah_single_1`` to ``_3``, ``niah_multikey_1``
+  to ``_3``, ``niah_multivalue`` and ``niah_multiquery``. Keys are
+  adjective-noun pairs from the ``wonderwords`` word lists or UUIDs, values are
+  7-digit numbers or UUIDs, and needles go at depths drawn from RULER's 40
+  evenly spaced depths. Haystacks are noise sentences, essays, or distractor
+  needles;
+- variable tracking (``vt``): a chain of 5 variable assignments in noise;
+- common words extraction (``cwe``): a numbered list in which 10 words occur
+  30 times and the rest 3 times, after one worked example;
+- frequent words extraction (``fwe``): coded words drawn from a Zipf
+  distribution (alpha = 2).
+
+Every task is scored with ``string_match_all``. The size of each sample
+(sentences, words, or list entries) is searched so that
 ``prompt + answer_prefix`` has ``target_tokens`` tokens within ±2%.
 
-Each task is one function in ``TASKS`` that draws its needles, depths and
-query from a ``random.Random``. ``generate`` does the rest.
+Differences from RULER, all to meet that tolerance at short lengths or to stay
+offline: noise haystacks grow by sentences rather than by whole repetitions;
+needles and chains in noise go at drawn depths rather than at random lines;
+essay sentences are split by a regular expression rather than nltk;
+``cwe`` draws all its words from ``wonderwords``; and generation is capped at
+32 tokens for NIAH tasks (RULER allows 128), which fits every answer here.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
+import string
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from pipeline.benchmarks.haystack import EssayHaystack, NoiseHaystack, read_essays
+from pipeline.benchmarks.haystack import EssayHaystack, NoiseHaystack, insert_needles, read_essays
 from pipeline.benchmarks.sample import Sample, text_after_context
 
 logger = logging.getLogger(__name__)
 
 NIAH_TEMPLATE = (
-    "Some special magic numbers are hidden within the following text. Make sure to memorize it. "
-    "I will quiz you about the numbers afterwards.\n{context}\n"
-    "What is the special magic number for {query} mentioned in the provided text?"
+    "Some special magic {type_v} are hidden within the following text. Make sure to memorize it. "
+    "I will quiz you about the {type_v} afterwards.\n{context}\n"
+    "What are all the special magic {type_v} for {query} mentioned in the provided text?"
 )
-NIAH_ANSWER_PREFIX = " The special magic number for {query} mentioned in the provided text is"
-NIAH_NEEDLE = "One of the special magic numbers for {key} is: {value}."
+NIAH_ANSWER_PREFIX = " The special magic {type_v} for {query} mentioned in the provided text are"
+NIAH_NEEDLE = "One of the special magic {type_v} for {key} is: {value}."
+
+VT_TEMPLATE = (
+    "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n{context}\n"
+    "Question: Find all variables that are assigned the value {query} in the text above."
+)
+VT_ANSWER_PREFIX = (
+    " Answer: According to the chain(s) of variable assignment in the text above, {num_v} variables are "
+    "assigned the value {query}, they are: "
+)
+CWE_TEMPLATE = (
+    "Below is a numbered list of words. In these words, some appear more often than others. "
+    "Memorize the ones that appear most often.\n{context}\n"
+    "Question: What are the 10 most common words in the above list?"
+)
+CWE_ANSWER_PREFIX = " Answer: The top 10 words that appear most often in the list are:"
+FWE_TEMPLATE = (
+    "Read the following coded text and track the frequency of each coded word. Find the three most frequently "
+    "appeared coded words. {context}\nQuestion: Do not provide any explanation. Please ignore the dots '....'. "
+    "What are the three most frequently appeared words in the above coded text?"
+)
+FWE_ANSWER_PREFIX = " Answer: According to the coded text above, the three most frequently appeared words are:"
 
 # RULER's depths in percent: np.round(np.linspace(0, 100, 40)).astype(int).
 DEPTHS = tuple(round(100 * i / 39) for i in range(40))
 
 LENGTH_TOLERANCE = 0.02
 METRIC = "string_match_all"
-MAX_NEW_TOKENS = 32
+NIAH_NEW_TOKENS = 32
+VT_HOPS = 4
+CWE_COMMON, CWE_COMMON_REPEATS, CWE_RARE_REPEATS = 10, 30, 3
+FWE_ALPHA, FWE_WORD_LENGTH, FWE_TOKENS_PER_WORD_TYPE = 2.0, 6, 50
 
 
 @dataclass(frozen=True)
-class NeedleDraw:
-    """The random choices of one sample, fixed before its haystack size is searched.
+class Built:
+    """One sample's content at one size, before the template is filled.
 
-    ``fields`` fills the template and answer prefix besides ``{context}``.
+    Attributes:
+        context: Text for the template's ``{context}``.
+        fields: The template's other fields (``query``, ``type_v``, ...).
+        references: Strings the answer must contain.
+        preamble: Text placed before the filled template (a worked example), or "".
+        extra: Task-specific facts kept in the sample (needle depths, ...).
     """
 
-    needles: tuple[str, ...]
-    depths: tuple[int, ...]
+    context: str
     fields: dict[str, str]
     references: tuple[str, ...]
+    preamble: str = ""
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Resources:
+    """What builders read besides their random generator: the essay text and the token target."""
+
+    essays_dir: str | Path | None
+    target_tokens: int
+
+    @functools.cached_property
+    def essay(self) -> EssayHaystack:
+        return EssayHaystack(read_essays(self.essays_dir))
+
+
+# A builder draws one sample's content at a given size from a generator seeded by the sample id.
+Builder = Callable[[random.Random, int, Resources], Built]
 
 
 @dataclass(frozen=True)
 class RulerTask:
-    """A registered task: its haystack kind, prompt text and needle-drawing function."""
+    """A registered task: its template, generation length and builder.
+
+    Attributes:
+        haystack: ``noise``, ``essay``, ``needle`` or ``words``: what fills the context.
+        unit: What the size counts, for logs and errors.
+    """
 
     name: str
+    template: str
+    answer_prefix: str
+    max_new_tokens: int
+    build: Builder
     haystack: str
-    draw: Callable[[random.Random], NeedleDraw]
-    template: str = NIAH_TEMPLATE
-    answer_prefix: str = NIAH_ANSWER_PREFIX
+    unit: str
 
 
 TASKS: dict[str, RulerTask] = {}
 
 
-def register(name: str, haystack: str, **prompt_text: str):
-    """Register the decorated needle-drawing function as RULER task ``name``."""
-    if haystack not in ("noise", "essay"):
-        raise ValueError(f"Unknown haystack {haystack!r}. Expected 'noise' or 'essay'.")
-
-    def decorate(draw: Callable[[random.Random], NeedleDraw]):
-        TASKS[name] = RulerTask(name, haystack, draw, **prompt_text)
-        return draw
-
-    return decorate
+def register(task: RulerTask) -> RulerTask:
+    TASKS[task.name] = task
+    return task
 
 
-@register("niah_single_1", haystack="noise")
-def niah_single_1(rng: random.Random) -> NeedleDraw:
-    """Draw one needle with a word key and a 7-digit value, for the noise haystack."""
-    return draw_niah(rng, num_keys=1)
+# Needle in a haystack.
 
 
-@register("niah_multikey_1", haystack="essay")
-def niah_multikey_1(rng: random.Random) -> NeedleDraw:
-    """Draw four needles with distinct word keys for the essay haystack, and query one of them."""
-    return draw_niah(rng, num_keys=4)
+@dataclass(frozen=True)
+class NiahSpec:
+    """One NIAH configuration of RULER's synthetic.yaml."""
+
+    haystack: str
+    key_type: str = "words"
+    value_type: str = "numbers"
+    num_keys: int = 1
+    num_values: int = 1
+    num_queries: int = 1
 
 
-def draw_niah(rng: random.Random, num_keys: int) -> NeedleDraw:
-    """Draw ``num_keys`` needles with distinct keys and values, and query one of them."""
-    keys: list[str] = []
-    while len(keys) < num_keys:
-        key = random_word_key(rng)
-        if key not in keys:
-            keys.append(key)
-    values: list[str] = []
-    while len(values) < num_keys:
-        value = str(rng.randint(10**6, 10**7 - 1))
-        if value not in values:
-            values.append(value)
-
-    depths = tuple(rng.sample(DEPTHS, num_keys))
-    query_index = rng.randrange(num_keys)
-    needles = tuple(NIAH_NEEDLE.format(key=key, value=value) for key, value in zip(keys, values))
-    return NeedleDraw(
-        needles=needles,
-        depths=depths,
-        fields={"query": keys[query_index]},
-        references=(values[query_index],),
-        extra={"needle_depths": list(depths), "query_depth": depths[query_index]},
-    )
+def niah_text(spec: NiahSpec) -> tuple[str, str]:
+    """Return the template and answer prefix, made singular for one value and one query as RULER does."""
+    template, prefix = NIAH_TEMPLATE, NIAH_ANSWER_PREFIX
+    if spec.num_values * spec.num_queries == 1:
+        for old, new in (("Some", "A"), ("are all", "is"), ("are", "is")):
+            template, prefix = template.replace(old, new), prefix.replace(old, new)
+    return template, prefix
 
 
 def random_word_key(rng: random.Random) -> str:
@@ -125,21 +178,281 @@ def random_word_key(rng: random.Random) -> str:
     return f"{rng.choice(adjectives)}-{rng.choice(nouns)}"
 
 
+def random_item(rng: random.Random, kind: str) -> str:
+    """Draw one key or value: ``words`` (adjective-noun), ``numbers`` (7 digits) or ``uuids``."""
+    if kind == "words":
+        return random_word_key(rng)
+    if kind == "numbers":
+        return str(rng.randint(10**6, 10**7 - 1))
+    if kind == "uuids":
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    raise ValueError(f"Unknown needle type {kind!r}; expected words, numbers or uuids.")
+
+
+def _distinct(rng: random.Random, kind: str, count: int, taken: set[str]) -> list[str]:
+    items: list[str] = []
+    while len(items) < count:
+        item = random_item(rng, kind)
+        if item not in taken:
+            taken.add(item)
+            items.append(item)
+    return items
+
+
+def build_niah(spec: NiahSpec, rng: random.Random, size: int, resources: Resources) -> Built:
+    """Draw keys, values, needle depths and the query, then render ``size`` haystack units around them."""
+    num_keys = max(spec.num_keys, spec.num_queries)
+    taken: set[str] = set()
+    keys = _distinct(rng, spec.key_type, num_keys, taken)
+    values = [_distinct(rng, spec.value_type, spec.num_values, taken) for _ in keys]
+    type_v = spec.value_type if spec.num_values * spec.num_queries > 1 else spec.value_type[:-1]
+    needles = [
+        NIAH_NEEDLE.format(type_v=spec.value_type, key=key, value=value)
+        for key, key_values in zip(keys, values)
+        for value in key_values
+    ]
+    rng.shuffle(needles)
+    depths = rng.sample(DEPTHS, len(needles))
+    queried = rng.sample(range(num_keys), spec.num_queries)
+    queries = [keys[index] for index in queried]
+    query = queries[0] if len(queries) == 1 else ", ".join(queries[:-1]) + ", and " + queries[-1]
+    references = tuple(value for index in queried for value in values[index])
+
+    if spec.haystack == "noise":
+        context = NoiseHaystack().render(size, needles, depths)
+    elif spec.haystack == "essay":
+        context = resources.essay.render(size, needles, depths)
+    else:  # distractor needles with their own random keys and values, one per line
+        lines = [
+            NIAH_NEEDLE.format(type_v=spec.value_type, key=random_item(rng, spec.key_type),
+                               value=random_item(rng, spec.value_type))
+            for _ in range(size)
+        ]
+        context = "\n".join(insert_needles(lines, needles, depths))
+
+    query_depths = [depths[needles.index(NIAH_NEEDLE.format(type_v=spec.value_type, key=keys[index], value=value))]
+                    for index in queried for value in values[index]]
+    return Built(
+        context=context,
+        fields={"type_v": type_v, "query": query},
+        references=references,
+        extra={"needle_depths": list(depths), "query_depth": query_depths[0], "query_depths": query_depths},
+    )
+
+
+NIAH_TASKS = {
+    "niah_single_1": NiahSpec("noise"),
+    "niah_single_2": NiahSpec("essay"),
+    "niah_single_3": NiahSpec("essay", value_type="uuids"),
+    "niah_multikey_1": NiahSpec("essay", num_keys=4),
+    "niah_multikey_2": NiahSpec("needle"),
+    "niah_multikey_3": NiahSpec("needle", key_type="uuids", value_type="uuids"),
+    "niah_multivalue": NiahSpec("essay", num_values=4),
+    "niah_multiquery": NiahSpec("essay", num_queries=4),
+}
+for _name, _spec in NIAH_TASKS.items():
+    _template, _prefix = niah_text(_spec)
+    register(RulerTask(
+        name=_name, template=_template, answer_prefix=_prefix, max_new_tokens=NIAH_NEW_TOKENS,
+        build=functools.partial(build_niah, _spec), haystack=_spec.haystack,
+        unit={"noise": "sentences", "essay": "words", "needle": "distractor needles"}[_spec.haystack],
+    ))
+
+
+# Variable tracking.
+
+
+def build_variable_tracking(rng: random.Random, size: int, resources: Resources) -> Built:
+    """Hide the chain ``VAR A = 12345, VAR B = VAR A, ...`` of ``VT_HOPS`` hops in ``size`` noise sentences."""
+    names: list[str] = []
+    while len(names) < VT_HOPS + 1:
+        name = "".join(rng.choices(string.ascii_uppercase, k=5))
+        if name not in names:
+            names.append(name)
+    value = str(rng.randint(10000, 99998))
+    chain = [f"VAR {names[0]} = {value}"] + [f"VAR {names[j + 1]} = VAR {names[j]}" for j in range(VT_HOPS)]
+    # The chain keeps its order; its statements go at sorted depths.
+    depths = sorted(rng.sample(DEPTHS, len(chain)))
+    context = NoiseHaystack().render(size, chain, depths)
+    return Built(
+        context=context,
+        fields={"query": value, "num_v": str(len(chain))},
+        references=tuple(names),
+        extra={"chain_depths": depths},
+    )
+
+
+register(RulerTask(
+    name="vt", template=VT_TEMPLATE, answer_prefix=VT_ANSWER_PREFIX, max_new_tokens=30,
+    build=build_variable_tracking, haystack="noise", unit="sentences",
+))
+
+
+# Common words extraction.
+
+
+def _numbered(words: list[str]) -> str:
+    return " ".join(f"{index + 1}. {word}" for index, word in enumerate(words))
+
+
+def _word_list(rng: random.Random, num_distinct: int, common_repeats: int, rare_repeats: int) -> tuple[str, list[str]]:
+    """Return a shuffled numbered list in which ``CWE_COMMON`` words repeat more often, and those words."""
+    chosen = rng.sample(_cwe_words(), num_distinct)
+    common, rare = chosen[:CWE_COMMON], chosen[CWE_COMMON:]
+    words = common * common_repeats + rare * rare_repeats
+    rng.shuffle(words)
+    return _numbered(words), common
+
+
+def build_common_words(rng: random.Random, size: int, resources: Resources) -> Built:
+    """A worked example, then a list of 10 common words and ``size`` rare ones.
+
+    From 4096 target tokens up, common words occur 30 times and rare ones 3
+    times, after an example of 40 words (10 and 3 times). Below, as in RULER,
+    6 and 1 times, after an example of 20 words (3 and 1 times).
+    """
+    if resources.target_tokens >= 4096:
+        example_words, example_repeats, repeats = 40, (10, 3), (CWE_COMMON_REPEATS, CWE_RARE_REPEATS)
+    else:
+        example_words, example_repeats, repeats = 20, (3, 1), (6, 1)
+    example_list, example_answer = _word_list(rng, example_words, *example_repeats)
+    example = CWE_TEMPLATE.format(context=example_list) + CWE_ANSWER_PREFIX + " " + _numbered(example_answer)
+    context, common = _word_list(rng, CWE_COMMON + size, *repeats)
+    return Built(context=context, fields={}, references=tuple(common), preamble=example)
+
+
+register(RulerTask(
+    name="cwe", template=CWE_TEMPLATE, answer_prefix=CWE_ANSWER_PREFIX, max_new_tokens=120,
+    build=build_common_words, haystack="words", unit="rare words",
+))
+
+
+# Frequent words extraction.
+
+
+def zeta(alpha: float, terms: int = 100_000) -> float:
+    """Riemann zeta(alpha) for alpha > 1: a partial sum plus its Euler-Maclaurin tail."""
+    partial = math.fsum(k**-alpha for k in range(1, terms))
+    tail = terms ** (1 - alpha) / (alpha - 1) + 0.5 * terms**-alpha
+    return partial + tail
+
+
+def build_frequent_words(rng: random.Random, size: int, resources: Resources) -> Built:
+    """``size`` coded words whose counts follow a Zipf law; the answer is the 2nd to 4th most frequent.
+
+    As in RULER, the vocabulary has one type per 50 target tokens and its most
+    frequent entry is the noise word "...".
+    """
+    vocabulary_size = max(resources.target_tokens // FWE_TOKENS_PER_WORD_TYPE, 5)
+    vocabulary: set[str] = set()
+    while len(vocabulary) < vocabulary_size:
+        vocabulary.add("".join(rng.choices(string.ascii_lowercase, k=FWE_WORD_LENGTH)))
+    ranked = sorted(vocabulary)
+    rng.shuffle(ranked)
+    ranked[0] = "..."
+    normalizer = zeta(FWE_ALPHA)
+    words = [word for rank, word in enumerate(ranked, start=1) for _ in range(int(size * rank**-FWE_ALPHA / normalizer))]
+    rng.shuffle(words)
+    return Built(context=" ".join(words), fields={}, references=tuple(ranked[1:4]))
+
+
+register(RulerTask(
+    name="fwe", template=FWE_TEMPLATE, answer_prefix=FWE_ANSWER_PREFIX, max_new_tokens=50,
+    build=build_frequent_words, haystack="words", unit="coded words",
+))
+
+
+# Word lists.
+
+
 @functools.cache
+def _read_word_list(name: str) -> tuple[str, ...]:
+    # Entries with spaces (e.g. "ad hoc") are dropped, unlike RULER, so that every word is one token run.
+    text = files("wonderwords.assets").joinpath(name).read_text(encoding="utf-8")
+    return tuple(sorted({line.strip() for line in text.splitlines() if line.strip() and " " not in line}))
+
+
 def _word_lists() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    # Entries with spaces (e.g. "ad hoc") are dropped, unlike RULER, so that keys are one word.
-    assets = files("wonderwords.assets")
+    return _read_word_list("adjectivelist.txt"), _read_word_list("nounlist.txt")
 
-    def read(name: str) -> tuple[str, ...]:
-        words = {line.strip() for line in assets.joinpath(name).read_text(encoding="utf-8").splitlines()}
-        return tuple(sorted(word for word in words if word and " " not in word))
 
-    return read("adjectivelist.txt"), read("nounlist.txt")
+@functools.cache
+def _cwe_words() -> list[str]:
+    words = {*_read_word_list("nounlist.txt"), *_read_word_list("adjectivelist.txt"), *_read_word_list("verblist.txt")}
+    return sorted(words)
+
+
+# Generation and length fitting.
 
 
 def count_tokens(text: str, tokenizer) -> int:
     """Count the tokens of ``text`` without special tokens, as RULER's ``text_to_tokens``."""
     return len(tokenizer.encode(text, add_special_tokens=False))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A sample's content at the size chosen to meet the token target."""
+
+    built: Built
+    prompt: str
+    answer_prefix: str
+    size: int
+    num_tokens: int
+
+
+def render_prompt(task: RulerTask, built: Built) -> tuple[str, str]:
+    """Fill the template; return the prompt and the answer prefix."""
+    prompt = task.template.format(context=built.context, **built.fields)
+    if built.preamble:
+        prompt = built.preamble + "\n" + prompt
+    return prompt, task.answer_prefix.format(**built.fields)
+
+
+def fit_size(
+    task: RulerTask, sample_id: str, target_tokens: int, tokenizer, resources: Resources
+) -> Fit:
+    """Binary-search the size that gives ``prompt + answer_prefix`` ``target_tokens`` tokens (±2%).
+
+    Each size is built from a fresh ``random.Random(sample_id)``, so the chosen
+    size's content does not depend on the search. The result has the largest
+    size whose length is <= target, or the next size when that one is more than
+    2% short. Raises ValueError when no size meets the tolerance.
+    """
+    fits: dict[int, Fit] = {}
+
+    def measure(size: int) -> int:
+        if size not in fits:
+            built = task.build(random.Random(sample_id), size, resources)
+            prompt, answer_prefix = render_prompt(task, built)
+            fits[size] = Fit(built, prompt, answer_prefix, size, count_tokens(prompt + answer_prefix, tokenizer))
+        return fits[size].num_tokens
+
+    lowest, highest = target_tokens * (1 - LENGTH_TOLERANCE), target_tokens * (1 + LENGTH_TOLERANCE)
+    if measure(0) > highest:
+        raise ValueError(
+            f"target_tokens={target_tokens} is too small for {task.name}: the prompt with no "
+            f"{task.unit} already has {measure(0)} tokens."
+        )
+
+    # Invariant: measure(low) <= target_tokens < measure(high).
+    low, high = 0, 64
+    while measure(high) <= target_tokens:
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if measure(middle) <= target_tokens:
+            low = middle
+        else:
+            high = middle
+
+    size = low if measure(low) >= lowest else high
+    if not lowest <= measure(size) <= highest:
+        raise ValueError(
+            f"No size gives {task.name} a prompt within ±{LENGTH_TOLERANCE:.0%} of {target_tokens} tokens: "
+            f"{low} {task.unit} give {measure(low)} and {high} give {measure(high)}. Pick a larger target_tokens."
+        )
+    return fits[size]
 
 
 def generate(
@@ -163,29 +476,27 @@ def generate(
     if target_tokens < 1:
         raise ValueError(f"target_tokens must be >= 1, got {target_tokens}.")
     spec = TASKS[task]
-    haystack = NoiseHaystack() if spec.haystack == "noise" else EssayHaystack(read_essays(essays_dir))
+    resources = Resources(essays_dir, target_tokens)
 
     samples = []
     for index in range(num_samples):
         sample_id = f"{task}-s{seed}-{index}"
-        draw = spec.draw(random.Random(sample_id))
-        answer_prefix = spec.answer_prefix.format(**draw.fields)
-        fit = fit_haystack(spec, draw, haystack, answer_prefix, target_tokens, tokenizer)
-        logger.debug("%s: %d haystack %s, %d tokens", sample_id, fit.size, haystack.unit, fit.num_tokens)
+        fit = fit_size(spec, sample_id, target_tokens, tokenizer, resources)
+        logger.debug("%s: %d %s, %d tokens", sample_id, fit.size, spec.unit, fit.num_tokens)
         samples.append(
             Sample(
                 task=task,
                 sample_id=sample_id,
                 prompt=fit.prompt,
-                question=text_after_context(spec.template, draw.fields),
-                references=draw.references,
+                question=text_after_context(spec.template, fit.built.fields),
+                references=fit.built.references,
                 metric=METRIC,
-                max_new_tokens=MAX_NEW_TOKENS,
+                max_new_tokens=spec.max_new_tokens,
                 use_chat_template=True,
-                answer_prefix=answer_prefix,
+                answer_prefix=fit.answer_prefix,
                 extra={
-                    **draw.extra,
-                    "haystack": haystack.name,
+                    **fit.built.extra,
+                    "haystack": spec.haystack,
                     "haystack_size": fit.size,
                     "prompt_tokens": fit.num_tokens,
                 },
@@ -193,64 +504,3 @@ def generate(
         )
     logger.info("Generated %d %s samples of about %d tokens (seed %d)", num_samples, task, target_tokens, seed)
     return samples
-
-
-@dataclass(frozen=True)
-class HaystackFit:
-    """A prompt whose haystack size was chosen to meet a token target."""
-
-    prompt: str
-    size: int
-    num_tokens: int
-
-
-def fit_haystack(
-    spec: RulerTask,
-    draw: NeedleDraw,
-    haystack: NoiseHaystack | EssayHaystack,
-    answer_prefix: str,
-    target_tokens: int,
-    tokenizer,
-) -> HaystackFit:
-    """Binary-search the haystack size that gives the prompt ``target_tokens`` tokens (±2%).
-
-    The length counts ``prompt + answer_prefix``. The result has the largest
-    size whose length is <= target, or the next size when that one is more than
-    2% short. Raises ValueError when no size meets the ±2% tolerance.
-    """
-    lengths: dict[int, tuple[int, str]] = {}
-
-    def measure(size: int) -> int:
-        if size not in lengths:
-            context = haystack.render(size, draw.needles, draw.depths)
-            prompt = spec.template.format(context=context, **draw.fields)
-            lengths[size] = (count_tokens(prompt + answer_prefix, tokenizer), prompt)
-        return lengths[size][0]
-
-    lowest, highest = target_tokens * (1 - LENGTH_TOLERANCE), target_tokens * (1 + LENGTH_TOLERANCE)
-    if measure(0) > highest:
-        raise ValueError(
-            f"target_tokens={target_tokens} is too small for {spec.name}: the prompt with an empty "
-            f"haystack already has {measure(0)} tokens."
-        )
-
-    # Invariant: measure(low) <= target_tokens < measure(high).
-    low, high = 0, 64
-    while measure(high) <= target_tokens:
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        if measure(middle) <= target_tokens:
-            low = middle
-        else:
-            high = middle
-
-    size = low if measure(low) >= lowest else high
-    num_tokens = measure(size)
-    if not lowest <= num_tokens <= highest:
-        raise ValueError(
-            f"No haystack size gives {spec.name} a prompt within ±{LENGTH_TOLERANCE:.0%} of "
-            f"{target_tokens} tokens: {low} {haystack.unit} give {measure(low)} and {high} give "
-            f"{measure(high)}. Pick a larger target_tokens."
-        )
-    return HaystackFit(prompt=lengths[size][1], size=size, num_tokens=num_tokens)
