@@ -19,7 +19,7 @@ import torch
 
 from pipeline.bench.memory import MemoryProbeError, PeakMemory
 from pipeline.methods import build_method, score_layers
-from pipeline.methods.h2o import QUERY_BLOCK
+from pipeline.methods.base import block_rows
 from pipeline.model.loading import DEFAULT_MODEL, ModelNotFoundError, load_model
 from pipeline.model.prefill import prefill
 
@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error)
         return 2
 
-    print(f"H2O scoring on {model.device.type}, query blocks of {QUERY_BLOCK} rows, all layers")
+    group = model.config.num_attention_heads // model.config.num_key_value_heads
+    blocks = ", ".join(f"{block_rows(row['tokens'], group)} at {row['tokens']}" for row in rows)
+    print(f"H2O scoring on {model.device.type}, all layers; query rows per block: {blocks}")
     print(f"{'tokens':>8} {'seconds':>9} {'peak extra MiB':>15} {'dense n^2 MiB':>14} {'growth':>7}")
     for row in rows:
         growth = row["peak_bytes"] / rows[0]["peak_bytes"] if rows[0]["peak_bytes"] else float("nan")

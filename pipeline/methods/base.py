@@ -22,6 +22,16 @@ from pipeline.model.prefill import Prefill
 
 FORCED = math.inf
 
+# Attention rows per block are chosen so that one block holds about this many
+# float32 values (8 MiB): blocks shrink as prompts grow, and memory stays flat.
+BLOCK_ELEMENTS = 2**21
+MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 16, 256
+
+
+def block_rows(num_tokens: int, num_heads: int) -> int:
+    """Rows per block of attention rows for ``num_heads`` heads over ``num_tokens`` keys."""
+    return max(MIN_BLOCK_ROWS, min(MAX_BLOCK_ROWS, BLOCK_ELEMENTS // max(num_heads * num_tokens, 1)))
+
 
 class BudgetError(ValueError):
     """A budget that a method cannot honour."""

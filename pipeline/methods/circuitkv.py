@@ -7,7 +7,7 @@ from functools import partial
 
 import torch
 
-from pipeline.methods.base import FORCED, LayerView, Method
+from pipeline.methods.base import FORCED, LayerView, Method, block_rows
 from pipeline.methods.expected_visits import expected_visits
 from pipeline.methods.walkers import normalize_visits, walk_visits
 
@@ -87,7 +87,8 @@ class CircuitKV(Method):
             start_mass = torch.zeros(n, dtype=torch.float64, device=view.keys.device)
             start_mass.index_add_(0, starts, torch.ones_like(starts, dtype=torch.float64))  # (n,)
             return expected_visits(
-                rows, n, start_mass, self.max_steps, self.temperature, self.num_sinks, self.absorbing
+                rows, n, start_mass, self.max_steps, self.temperature, self.num_sinks, self.absorbing,
+                block=block_rows(n, view.group_size),
             )
         return walk_visits(
             rows, n, starts, self.num_walkers, self.max_steps, self.temperature, self.num_sinks,

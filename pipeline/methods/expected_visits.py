@@ -11,15 +11,16 @@ where the sum runs to t = S because the start counts as a visit. One sweep
 over blocks of rows, from the last block to the first, computes x: inside a
 block, a small triangular system (S = None) or S matrix-vector steps give the
 block's visits, which are then pushed to every earlier position. Each
-attention row is computed once, and extra memory is O(block x n) for
-S = None and O(S x n) more for a finite S.
+attention row is computed once. Blocks shrink as n grows (``block_rows``), so
+a block's memory stays flat; a finite S adds O(S x n).
 """
 
 from __future__ import annotations
 
 import torch
 
-from pipeline.methods.walkers import ROW_BLOCK, RowFunction, transition_weights
+from pipeline.methods.base import block_rows
+from pipeline.methods.walkers import RowFunction, transition_weights
 
 
 def transition_probabilities(
@@ -46,7 +47,7 @@ def expected_visits(
     temperature: float,
     num_sinks: int,
     absorbing: bool = False,
-    block: int = ROW_BLOCK,
+    block: int | None = None,
 ) -> torch.Tensor:
     """Return the expected visit counts x = pi_0 sum_{t <= S} P^t, shape (num_tokens,), in float64.
 
@@ -56,7 +57,7 @@ def expected_visits(
         start_mass: pi_0, walkers starting at each position, shape (num_tokens,).
         max_steps: S, most moves per walker; None for no limit.
         absorbing: Whether a move into a sink ends the walk (else sinks are never entered).
-        block: Rows per block of the sweep.
+        block: Rows per block of the sweep; None sizes blocks by ``block_rows``.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
@@ -65,6 +66,7 @@ def expected_visits(
     if start_mass.shape != (num_tokens,):
         raise ValueError(f"start_mass must have shape ({num_tokens},), got {tuple(start_mass.shape)}")
     device = start_mass.device
+    block = block or block_rows(num_tokens, 1)
     target_low = 0 if absorbing else num_sinks
     first_moving = num_sinks if absorbing else num_sinks + 1
 
