@@ -5,7 +5,9 @@ measures the median over repeats of:
 
 - the prefill time;
 - each scorer's time, and its ratio to the prefill of the same run;
-- each scorer's peak extra memory (one extra, untimed run with the probe);
+- each scorer's peak extra memory, from one untimed run per scorer. On CPU it
+  runs in a child process whose glibc maps every large allocation on its own,
+  so that the resident set follows the live tensors (see ``bench.memory``);
 - the decode time per token from a cache of budget 128 and 512 and from the full cache;
 - the KV cache bytes of each.
 
@@ -26,7 +28,9 @@ import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.atomic import write_text_atomically
-from pipeline.bench.memory import MemoryProbeError, PeakMemory
+from pipeline.bench.memory import MMAP_THRESHOLD_ENV, PROBE_MMAP_THRESHOLD, MemoryProbeError, PeakMemory
 from pipeline.benchmarks.haystack import ESSAYS_DIR_ENV, read_essays
 from pipeline.experiments import provenance
 from pipeline.methods import build_method, keep_positions, score_layers
@@ -89,8 +93,45 @@ def timed(function, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def measure_length(model, input_ids: torch.Tensor, repeats: int, decode_tokens: int, seed: int) -> LengthResult:
-    """Measure the prefill, every scorer and decoding at one prompt length."""
+def measure_memory(model, input_ids: torch.Tensor, seed: int) -> dict[str, int]:
+    """Return each scorer's peak extra memory in bytes at one prompt length, from one run each."""
+    full = prefill(model, input_ids)
+    peaks = {}
+    for label, (name, params) in SCORERS.items():
+        method = build_method(name, **params)
+        with PeakMemory(model.device) as peak:
+            score_layers(method, full, seed)
+        peaks[label] = peak.peak_bytes
+    return peaks
+
+
+def measure_memory_in_child(args: argparse.Namespace, lengths: list[int]) -> dict[int, dict[str, int]]:
+    """Run the memory pass in a child process with a fixed glibc mmap threshold; return peaks by length."""
+    with tempfile.TemporaryDirectory() as directory:
+        output = Path(directory) / "memory.json"
+        command = [
+            sys.executable, "-m", "pipeline.bench.efficiency", "--memory-pass", str(output),
+            "--lengths", ",".join(str(n) for n in lengths), "--model", args.model, "--seed", str(args.seed),
+        ]
+        if args.device:
+            command += ["--device", args.device]
+        if args.essays_dir:
+            command += ["--essays-dir", args.essays_dir]
+        environment = {**os.environ, MMAP_THRESHOLD_ENV: PROBE_MMAP_THRESHOLD}
+        completed = subprocess.run(command, env=environment)
+        if completed.returncode != 0:
+            raise MemoryProbeError(f"The memory pass failed with exit code {completed.returncode}; see its log above.")
+        peaks = json.loads(output.read_text())
+    return {int(n): values for n, values in peaks.items()}
+
+
+def measure_length(
+    model, input_ids: torch.Tensor, repeats: int, decode_tokens: int, seed: int, peaks: dict[str, int] | None
+) -> LengthResult:
+    """Measure the prefill, every scorer and decoding at one prompt length.
+
+    Scorer memory comes from ``peaks`` when given, else from a probed run in this process.
+    """
     device = model.device
     n = int(input_ids.shape[1])
     config = model.config
@@ -102,14 +143,14 @@ def measure_length(model, input_ids: torch.Tensor, repeats: int, decode_tokens: 
     result = LengthResult(tokens=n, prefill_s=statistics.median(prefill_times))
 
     scores = {}
+    peaks = peaks if peaks is not None else measure_memory(model, input_ids, seed)
     for label, (name, params) in SCORERS.items():
         method = build_method(name, **params)
-        with PeakMemory(device) as peak:
-            scores[label] = score_layers(method, full, seed)
+        scores[label] = score_layers(method, full, seed)  # warm-up
         times = [timed(lambda: score_layers(method, full, seed), device) for _ in range(repeats)]
         result.scoring_s[label] = statistics.median(times)
         result.scoring_ratio[label] = result.scoring_s[label] / result.prefill_s
-        result.peak_bytes[label] = peak.peak_bytes
+        result.peak_bytes[label] = peaks[label]
 
     # Decoding from SnapKV-compressed caches and from the full cache.
     snapkv = build_method("snapkv")
@@ -197,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="walker seed (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=Path("data/results/efficiency/efficiency.json"),
                         help="JSON file to write (default: %(default)s)")
+    parser.add_argument("--memory-pass", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -216,8 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         if too_long:
             raise ValueError(f"--lengths {too_long}: the model accepts prompts of 64 to {limit} tokens here.")
         prompts = {n: prompt_ids(tokenizer, n, args.essays_dir) for n in lengths}
+        if args.memory_pass is not None:
+            peaks = {n: measure_memory(model, prompts[n], args.seed) for n in tqdm(lengths, desc="memory")}
+            args.memory_pass.write_text(json.dumps(peaks))
+            return 0
+        peaks = measure_memory_in_child(args, lengths) if model.device.type == "cpu" else {}
         results = [
-            measure_length(model, prompts[n], args.repeats, args.decode_tokens, args.seed)
+            measure_length(model, prompts[n], args.repeats, args.decode_tokens, args.seed, peaks.get(n))
             for n in tqdm(lengths, desc="lengths", unit="length")
         ]
     except (ModelNotFoundError, FileNotFoundError, ValueError, MemoryProbeError) as error:

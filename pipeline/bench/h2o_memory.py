@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from pipeline.bench.memory import MemoryProbeError, PeakMemory
+from pipeline.bench.memory import MemoryProbeError, PeakMemory, with_fixed_mmap_threshold
 from pipeline.methods import build_method, score_layers
 from pipeline.methods.base import block_rows
 from pipeline.model.loading import DEFAULT_MODEL, ModelNotFoundError, load_model
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="'default' or a local checkpoint directory")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     args = parser.parse_args(argv)
+    with_fixed_mmap_threshold("pipeline.bench.h2o_memory", sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     try:

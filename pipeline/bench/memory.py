@@ -3,9 +3,14 @@
 On CUDA the figure is torch's own peak-allocation counter. On Linux CPUs it is
 the rise of the process's resident-set high-water mark (``VmHWM``) above the
 resident set at the start. Writing 5 to ``/proc/self/clear_refs`` resets that
-mark before the block. Before the block, glibc is
-asked to return its free heap pages (``malloc_trim``), so that memory the
-block reuses from earlier work counts as new resident memory.
+mark before the block, after glibc has returned its free heap pages
+(``malloc_trim``).
+
+On CPU the figure follows the live tensors only when glibc gives every large
+allocation its own mapping, so run the process with ``MALLOC_MMAP_THRESHOLD_``
+set (``with_fixed_mmap_threshold`` re-executes the command that way). Without
+it, glibc reuses freed heap memory, and the figure mixes tensors with heap
+fragmentation.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +32,22 @@ CLEAR_REFS = Path("/proc/self/clear_refs")
 
 class MemoryProbeError(RuntimeError):
     """Peak memory cannot be measured on this system."""
+
+
+MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
+PROBE_MMAP_THRESHOLD = "65536"
+
+
+def with_fixed_mmap_threshold(module: str, argv: list[str]) -> None:
+    """Re-execute ``python -m module argv`` with a fixed glibc mmap threshold, unless it is set already.
+
+    Timing under this setting is slower (every large tensor is a fresh
+    mapping), so benchmarks measure time in a process without it.
+    """
+    if os.environ.get(MMAP_THRESHOLD_ENV) or not sys.platform.startswith("linux"):
+        return
+    environment = {**os.environ, MMAP_THRESHOLD_ENV: PROBE_MMAP_THRESHOLD}
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], environment)
 
 
 def _release_free_heap() -> None:

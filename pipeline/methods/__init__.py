@@ -17,8 +17,8 @@ from pipeline.methods.circuitkv import CircuitKV, CircuitKVAbsorb, CircuitKVAbso
 from pipeline.methods.full import FullCache
 from pipeline.methods.h2o import H2O
 from pipeline.methods.pyramidkv import PyramidKV
-from pipeline.methods.spec import format_spec, parse_spec
 from pipeline.methods.snapkv import SnapKV
+from pipeline.methods.spec import format_spec, parse_spec
 from pipeline.methods.streamingllm import StreamingLLM
 
 REGISTRY: dict[str, type[Method]] = {
