@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--longbench-config", default=os.environ.get(longbench.CONFIG_DIR_ENV),
                          help=f"directory with dataset2prompt.json and dataset2maxlen.json "
                          f"(default: ${longbench.CONFIG_DIR_ENV}, else LONGBENCH_DIR/config)")
+    results.add_argument("--longbench-e", action="store_true",
+                         help="read LongBench-E (TASK_e.jsonl) for the LongBench tasks, for scores by length bin")
     results.add_argument("--max-prompt-tokens", type=int, default=None,
                          help="truncate longer prompts in the middle (default: the model's context length)")
     return parser
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
     longbench_dir = _existing_dir(args.longbench_dir, "--longbench-dir / LONGBENCH_DIR")
     tasks = args.tasks or list(RULER_TASKS) + (list(LONGBENCH_TASKS) if longbench_dir else [])
+    if args.longbench_e:
+        tasks = [f"{task}{longbench.E_SUFFIX}" if task in longbench.TASK_METRICS else task for task in tasks]
     if args.num_samples < 1:
         raise SystemExit(f"error: --num-samples must be at least 1, got {args.num_samples}.")
     config = GridConfig(

@@ -240,3 +240,38 @@ def test_unsupported_template_field_named(data_dir):
 def test_num_samples_must_be_positive(data_dir):
     with pytest.raises(ValueError, match="num_samples must be >= 1 or None"):
         longbench.load("hotpotqa", data_dir, None, 0)
+
+
+def test_longbench_e_reads_e_file_with_base_task_settings(tmp_path):
+    import json
+
+    from pipeline.benchmarks import longbench
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "dataset2prompt.json").write_text(json.dumps({"trec": "Examples:\n{context}\n{input}"}))
+    (config / "dataset2maxlen.json").write_text(json.dumps({"trec": 64}))
+    row = {"_id": "e1", "input": "What is X?", "context": "Q: A? Type: B", "answers": ["Abbreviation"],
+           "length": 5100, "all_classes": ["Abbreviation", "Food"]}
+    (tmp_path / "trec_e.jsonl").write_text(json.dumps(row) + "\n")
+    [sample] = longbench.load("trec_e", tmp_path)
+    assert sample.task == "trec"
+    assert sample.max_new_tokens == 64
+    assert sample.extra["length"] == 5100
+    assert longbench.length_bin(sample.extra["length"]) == "4-8k"
+    assert longbench.category("trec_e") == "few-shot"
+
+
+@pytest.mark.parametrize("length, expected", [(0, "0-4k"), (3999, "0-4k"), (4000, "4-8k"), (7999, "4-8k"), (8000, "8k+")])
+def test_length_bins_match_longbench_e(length, expected):
+    from pipeline.benchmarks.longbench import length_bin
+
+    assert length_bin(length) == expected
+
+
+def test_every_metric_task_has_a_category():
+    from pipeline.benchmarks.longbench import TASK_METRICS, category
+
+    assert {category(task) for task in TASK_METRICS} == {
+        "single-doc QA", "multi-doc QA", "summarization", "few-shot", "synthetic", "code",
+    }

@@ -8,6 +8,10 @@ fields ``input``, ``context``, ``answers``, ``length``, ``dataset``,
 and ``dataset2maxlen.json`` (max generation length). The metric names, the
 tasks run without a chat template and the middle truncation follow its
 ``pred.py`` and ``eval.py`` (THUDM/LongBench, LongBench/ directory).
+
+LongBench-E files are named ``{task}_e.jsonl``: a task name with the ``_e``
+suffix reads them with the base task's prompt, length and metric, and its
+scores are also reported by length bin (``length_bin``).
 """
 
 from __future__ import annotations
@@ -59,6 +63,41 @@ NO_CHAT_TEMPLATE_TASKS = frozenset({"trec", "triviaqa", "samsum", "lsht", "lcc",
 # Every row needs these, besides the fields its prompt template uses.
 REQUIRED_FIELDS = ("_id", "answers")
 
+E_SUFFIX = "_e"
+
+# The six LongBench categories of the paper's Table 1 (English tasks and their Chinese counterparts).
+CATEGORIES = {
+    "single-doc QA": ("narrativeqa", "qasper", "multifieldqa_en", "multifieldqa_zh"),
+    "multi-doc QA": ("hotpotqa", "2wikimqa", "musique", "dureader"),
+    "summarization": ("gov_report", "qmsum", "multi_news", "vcsum"),
+    "few-shot": ("trec", "triviaqa", "samsum", "lsht"),
+    "synthetic": ("passage_count", "passage_retrieval_en", "passage_retrieval_zh"),
+    "code": ("lcc", "repobench-p"),
+}
+
+
+def base_task(task: str) -> str:
+    """Return the LongBench task behind a LongBench-E name (``multi_news_e`` -> ``multi_news``)."""
+    if task.endswith(E_SUFFIX) and task.removesuffix(E_SUFFIX) in TASK_METRICS:
+        return task.removesuffix(E_SUFFIX)
+    return task
+
+
+def category(task: str) -> str:
+    """Return the LongBench category of a task or its LongBench-E variant."""
+    base = base_task(task)
+    for name, tasks in CATEGORIES.items():
+        if base in tasks:
+            return name
+    raise ValueError(f"LongBench task {task!r} has no category; known tasks: {', '.join(sorted(TASK_METRICS))}.")
+
+
+def length_bin(length: int) -> str:
+    """Return LongBench-E's length bin of a row's ``length`` field: 0-4k, 4-8k or 8k+."""
+    if length < 4000:
+        return "0-4k"
+    return "4-8k" if length < 8000 else "8k+"
+
 
 def load(
     task: str,
@@ -81,6 +120,7 @@ def load(
             f"that contains {task}.jsonl (from LongBench v1's data.zip)."
         )
 
+    file_task, task = task, base_task(task)
     template = _read_config(config_dir, PROMPT_CONFIG, task)
     max_new_tokens = _read_config(config_dir, MAXLEN_CONFIG, task)
     if not isinstance(template, str):
@@ -98,11 +138,11 @@ def load(
     metric = TASK_METRICS[task]
     required = _required_fields(template, metric, config_dir / PROMPT_CONFIG, task)
 
-    path = data_dir / f"{task}.jsonl"
+    path = data_dir / f"{file_task}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(
             f"LongBench data file {path} not found. Set {DATA_DIR_ENV} to the directory that "
-            f"contains {task}.jsonl (from LongBench v1's data.zip)."
+            f"contains {file_task}.jsonl (from LongBench v1's data.zip)."
         )
 
     samples = []

@@ -144,7 +144,7 @@ def task_benchmark(task: str, config: GridConfig) -> str:
     """Return ``"ruler"`` or ``"longbench"`` for ``task``; raise ValueError if it cannot run."""
     if task in ruler.TASKS:
         return "ruler"
-    if task not in longbench.TASK_METRICS:
+    if longbench.base_task(task) not in longbench.TASK_METRICS:
         raise ValueError(
             f"Unknown task {task!r}. RULER tasks: {', '.join(sorted(ruler.TASKS))}; "
             f"LongBench tasks: {', '.join(sorted(longbench.TASK_METRICS))}."
@@ -459,6 +459,7 @@ class PromptRun:
                     cache_lengths=lengths,
                     kv_bytes=self.model_info.kv_bytes(sum(lengths)),
                     full_kv_bytes=self.model_info.kv_bytes(n * len(lengths)),
+                    length=sample.extra.get("length"),
                     generated_tokens=len(tokens),
                     prediction=prediction,
                     references=list(sample.references) if sample.keep_references else None,

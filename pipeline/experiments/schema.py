@@ -102,6 +102,7 @@ class SampleResult(_Strict):
     budget_fallback: str | None = Field(description="Why the method's schedule fell back to a flat one")
     cache_lengths: list[int] = Field(description="KV entries per layer after compression, before the question")
     kv_bytes: int = Field(gt=0, description="Bytes of the cache after compression")
+    length: int | None = Field(default=None, description="LongBench's length field of the row, for length bins")
     full_kv_bytes: int = Field(gt=0, description="Bytes of the full cache of the same tokens")
     generated_tokens: int = Field(ge=0)
     prediction: str
