@@ -262,7 +262,9 @@ def test_longbench_e_reads_e_file_with_base_task_settings(tmp_path):
     assert longbench.category("trec_e") == "few-shot"
 
 
-@pytest.mark.parametrize("length, expected", [(0, "0-4k"), (3999, "0-4k"), (4000, "4-8k"), (7999, "4-8k"), (8000, "8k+")])
+@pytest.mark.parametrize(
+    "length, expected", [(0, "0-4k"), (3999, "0-4k"), (4000, "4-8k"), (7999, "4-8k"), (8000, "8k+")]
+)
 def test_length_bins_match_longbench_e(length, expected):
     from pipeline.benchmarks.longbench import length_bin
 

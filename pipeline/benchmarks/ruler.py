@@ -351,7 +351,9 @@ def build_frequent_words(rng: random.Random, size: int, resources: Resources) ->
     rng.shuffle(ranked)
     ranked[0] = "..."
     normalizer = zeta(FWE_ALPHA)
-    words = [word for rank, word in enumerate(ranked, start=1) for _ in range(int(size * rank**-FWE_ALPHA / normalizer))]
+    words = []
+    for rank, word in enumerate(ranked, start=1):
+        words += [word] * int(size * rank**-FWE_ALPHA / normalizer)  # Zipf count of this rank
     rng.shuffle(words)
     return Built(context=" ".join(words), fields={}, references=tuple(ranked[1:4]))
 
