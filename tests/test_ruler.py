@@ -324,3 +324,33 @@ def test_zeta_of_two_is_pi_squared_over_six():
     import math
 
     assert ruler.zeta(2.0) == pytest.approx(math.pi**2 / 6, rel=1e-9)
+
+
+def test_sweep_places_one_needle_at_each_depth_and_length(tokenizer):
+    samples = ruler.sweep(tokenizer, lengths=(1024, 2048), depths=(0, 50, 100), seed=2)
+    assert len(samples) == 6
+    for sample in samples:
+        length, depth = ruler.sweep_point(sample.sample_id)
+        assert (length, depth) == (sample.extra["target_tokens"], sample.extra["depth"])
+        assert abs(count_tokens(sample.prompt + sample.answer_prefix, tokenizer) - length) <= 0.02 * length
+        context = sample.prompt.split("\n", 1)[1].rsplit("\n", 1)[0]
+        position = NEEDLE_PATTERN.search(context).start() / len(context)
+        # Needles go between sentences, counted by sentences, so character position drifts with sentence length.
+        assert abs(position - depth / 100) < 0.1, sample.sample_id
+
+
+def test_sweep_is_a_grid_task_of_the_runner(tmp_path):
+    from pipeline.experiments.runner import GridConfig, _plan_cells, task_benchmark
+
+    config = GridConfig(tasks=["niah_sweep"], methods=["snapkv"], budgets=[128], results_dir=tmp_path)
+    assert task_benchmark("niah_sweep", config) == "ruler"
+    [cell] = _plan_cells("niah_sweep", "ruler", config, 8192)
+    assert cell.config.num_samples == len(ruler.SWEEP_LENGTHS) * len(ruler.SWEEP_DEPTHS) == 50
+    assert cell.config.context_tokens is None
+
+
+def test_bad_sweep_ids_and_depths_are_rejected(tokenizer):
+    with pytest.raises(ValueError, match="not a sweep sample id"):
+        ruler.sweep_point("niah_single_1-s0-3")
+    with pytest.raises(ValueError, match="outside"):
+        ruler.sweep(tokenizer, lengths=(1024,), depths=(120,))

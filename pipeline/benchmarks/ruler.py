@@ -35,6 +35,7 @@ import functools
 import logging
 import math
 import random
+import re
 import string
 import uuid
 from collections.abc import Callable
@@ -161,6 +162,7 @@ class NiahSpec:
     num_keys: int = 1
     num_values: int = 1
     num_queries: int = 1
+    depth: int | None = None  # a fixed depth in percent for a single needle (the sweep); None draws depths
 
 
 def niah_text(spec: NiahSpec) -> tuple[str, str]:
@@ -212,7 +214,7 @@ def build_niah(spec: NiahSpec, rng: random.Random, size: int, resources: Resourc
         for value in key_values
     ]
     rng.shuffle(needles)
-    depths = rng.sample(DEPTHS, len(needles))
+    depths = [spec.depth] * len(needles) if spec.depth is not None else rng.sample(DEPTHS, len(needles))
     queried = rng.sample(range(num_keys), spec.num_queries)
     queries = [keys[index] for index in queried]
     query = queries[0] if len(queries) == 1 else ", ".join(queries[:-1]) + ", and " + queries[-1]
@@ -455,6 +457,65 @@ def fit_size(
             f"{low} {task.unit} give {measure(low)} and {high} give {measure(high)}. Pick a larger target_tokens."
         )
     return fits[size]
+
+
+SWEEP_TASK = "niah_sweep"
+SWEEP_LENGTHS = (1024, 2048, 4096, 6144, 8000)
+SWEEP_DEPTHS = tuple(round(100 * i / 9) for i in range(10))  # 0, 11, ..., 100
+
+
+def sweep(
+    tokenizer,
+    lengths: tuple[int, ...] = SWEEP_LENGTHS,
+    depths: tuple[int, ...] = SWEEP_DEPTHS,
+    seed: int = 0,
+    essays_dir: str | Path | None = None,
+) -> list[Sample]:
+    """Generate the needle-in-a-haystack sweep: one essay prompt per (length, depth), a single needle.
+
+    The sample id ``niah_sweep-s{seed}-n{length}-d{depth}`` names the grid
+    point, and ``extra`` holds ``target_tokens`` and ``depth``.
+    """
+    if not lengths or not depths:
+        raise ValueError("The sweep needs at least one length and one depth.")
+    base = TASKS["niah_single_2"]
+    samples = []
+    for length in lengths:
+        resources = Resources(essays_dir, length)
+        for depth in depths:
+            if not 0 <= depth <= 100:
+                raise ValueError(f"Sweep depth {depth} is outside [0, 100] percent.")
+            spec = NiahSpec("essay", depth=depth)
+            task = RulerTask(
+                name=SWEEP_TASK, template=base.template, answer_prefix=base.answer_prefix,
+                max_new_tokens=base.max_new_tokens, build=functools.partial(build_niah, spec),
+                haystack="essay", unit="words",
+            )
+            sample_id = f"{SWEEP_TASK}-s{seed}-n{length}-d{depth}"
+            fit = fit_size(task, sample_id, length, tokenizer, resources)
+            samples.append(
+                Sample(
+                    task=SWEEP_TASK,
+                    sample_id=sample_id,
+                    prompt=fit.prompt,
+                    question=text_after_context(task.template, fit.built.fields),
+                    references=fit.built.references,
+                    metric=METRIC,
+                    max_new_tokens=task.max_new_tokens,
+                    answer_prefix=fit.answer_prefix,
+                    extra={"target_tokens": length, "depth": depth, "prompt_tokens": fit.num_tokens},
+                )
+            )
+    logger.info("Generated the NIAH sweep: %d lengths x %d depths (seed %d)", len(lengths), len(depths), seed)
+    return samples
+
+
+def sweep_point(sample_id: str) -> tuple[int, int]:
+    """Return the (target length, depth) of a sweep sample from its id."""
+    match = re.fullmatch(rf"{SWEEP_TASK}-s\d+-n(\d+)-d(\d+)", sample_id)
+    if match is None:
+        raise ValueError(f"{sample_id!r} is not a sweep sample id ({SWEEP_TASK}-s<seed>-n<length>-d<depth>).")
+    return int(match.group(1)), int(match.group(2))
 
 
 def generate(

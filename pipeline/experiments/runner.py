@@ -95,6 +95,8 @@ class GridConfig:
     method_seeds: list[int] = field(default_factory=list)
 
     def samples_for(self, task: str) -> int:
+        if task == ruler.SWEEP_TASK:
+            return len(ruler.SWEEP_LENGTHS) * len(ruler.SWEEP_DEPTHS)
         return self.task_samples.get(task, self.num_samples)
 
 
@@ -142,7 +144,7 @@ class Variant:
 
 def task_benchmark(task: str, config: GridConfig) -> str:
     """Return ``"ruler"`` or ``"longbench"`` for ``task``; raise ValueError if it cannot run."""
-    if task in ruler.TASKS:
+    if task in ruler.TASKS or task == ruler.SWEEP_TASK:
         return "ruler"
     if longbench.base_task(task) not in longbench.TASK_METRICS:
         raise ValueError(
@@ -160,6 +162,8 @@ def task_benchmark(task: str, config: GridConfig) -> str:
 def load_samples(task: str, config: GridConfig, tokenizer) -> list[Sample]:
     """Generate or read the samples of ``task``."""
     count = config.samples_for(task)
+    if task == ruler.SWEEP_TASK:
+        return ruler.sweep(tokenizer, seed=config.seed, essays_dir=config.essays_dir)
     if task_benchmark(task, config) == "ruler":
         return ruler.generate(task, count, config.context_tokens, tokenizer, config.seed, config.essays_dir)
     return longbench.load(task, config.longbench_dir, config.longbench_config, count)
@@ -243,7 +247,7 @@ def _is_finished(path: Path, expected: CellConfig) -> bool:
 def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens: int) -> list[Cell]:
     cells = []
     haystack = None
-    if benchmark == "ruler" and ruler.TASKS[task].haystack == "essay":
+    if task == ruler.SWEEP_TASK or (benchmark == "ruler" and ruler.TASKS[task].haystack == "essay"):
         haystack = describe_essays(config.essays_dir)
     for protocol in config.protocols:
         for spec in config.methods:
@@ -266,7 +270,9 @@ def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens
                         budget_ratio=ratio,
                         protocol=protocol,
                         num_samples=config.samples_for(task),
-                        context_tokens=config.context_tokens if benchmark == "ruler" else None,
+                        context_tokens=(
+                            config.context_tokens if benchmark == "ruler" and task != ruler.SWEEP_TASK else None
+                        ),
                         haystack=haystack,
                         max_prompt_tokens=max_prompt_tokens,
                         seed=config.seed,
