@@ -21,12 +21,15 @@ Every task is scored with ``string_match_all``. The size of each sample
 (sentences, words, or list entries) is searched so that
 ``prompt + answer_prefix`` has ``target_tokens`` tokens within ±2%.
 
-Differences from RULER, all to meet that tolerance at short lengths or to stay
-offline: noise haystacks grow by sentences rather than by whole repetitions;
-needles and chains in noise go at drawn depths rather than at random lines;
-essay sentences are split by a regular expression rather than nltk;
-``cwe`` draws all its words from ``wonderwords``; and generation is capped at
-32 tokens for NIAH tasks (RULER allows 128), which fits every answer here.
+Differences from RULER, made to meet that tolerance at short lengths or to
+stay offline:
+
+- noise haystacks grow by sentences rather than by whole repetitions;
+- needles and chains in noise go at drawn depths rather than at random lines;
+- essay sentences are split by a regular expression rather than by nltk;
+- ``cwe`` draws all its words from ``wonderwords``;
+- NIAH generation stops after 32 tokens (RULER allows 128), which fits every
+  answer here.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ class Built:
 
 @dataclass
 class Resources:
-    """What builders read besides their random generator: the essay text and the token target."""
+    """Inputs of the builders besides their random generator: the essay text and the token target."""
 
     essays_dir: str | Path | None
     target_tokens: int
@@ -307,7 +310,7 @@ def _word_list(rng: random.Random, num_distinct: int, common_repeats: int, rare_
 
 
 def build_common_words(rng: random.Random, size: int, resources: Resources) -> Built:
-    """A worked example, then a list of 10 common words and ``size`` rare ones.
+    """Build a worked example, then a list of 10 common words and ``size`` rare ones.
 
     From 4096 target tokens up, common words occur 30 times and rare ones 3
     times, after an example of 40 words (10 and 3 times). Below, as in RULER,
@@ -474,7 +477,7 @@ def sweep(
     """Generate the needle-in-a-haystack sweep: one essay prompt per (length, depth), a single needle.
 
     The sample id ``niah_sweep-s{seed}-n{length}-d{depth}`` names the grid
-    point, and ``extra`` holds ``target_tokens`` and ``depth``.
+    point, and ``extra`` contains ``target_tokens`` and ``depth``.
     """
     if not lengths or not depths:
         raise ValueError("The sweep needs at least one length and one depth.")
