@@ -74,7 +74,7 @@ def test_sample_fields(tokenizer):
     assert sample.task == "niah_single_1"
     assert sample.sample_id == "niah_single_1-s3-1"
     assert sample.metric == "string_match_all"
-    assert sample.max_new_tokens == 32
+    assert sample.max_new_tokens == 128
     assert sample.use_chat_template is True
     assert sample.keep_references is True
     assert sample.answer_prefix == f" The special magic number for {query} mentioned in the provided text is"
