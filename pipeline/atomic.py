@@ -7,11 +7,24 @@ import tempfile
 from pathlib import Path
 
 
+def _default_mode() -> int:
+    """Return the mode a plain ``open`` would give a new file: 0o666 minus the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, flush it to disk, then rename it over ``path``."""
+    """Write ``text`` to a temporary file next to ``path``, flush it to disk, then rename it over ``path``.
+
+    The file gets the permissions of a normally created file (``mkstemp`` alone
+    would make it readable by its owner only).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(descriptor, _default_mode())
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -146,3 +146,18 @@ def test_many_problems_are_summarized(cell_path):
     with pytest.raises(ResultsError, match="and 1 more") as error:
         read_cell(cell_path)
     assert str(error.value).count("Field required") == 5
+
+
+def test_atomic_writes_get_normal_file_permissions(tmp_path):
+    import os
+    import stat
+
+    from pipeline.atomic import write_text_atomically
+
+    umask = os.umask(0o022)
+    try:
+        target = tmp_path / "out.json"
+        write_text_atomically(target, "{}\n")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    finally:
+        os.umask(umask)

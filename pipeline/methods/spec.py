@@ -19,7 +19,8 @@ def parse_spec(spec: str, registry: dict) -> tuple[str, dict]:
     """Split ``spec`` into a registered method name and typed hyperparameter overrides."""
     name, *assignments = spec.strip().split(SEPARATOR)
     if name not in registry:
-        raise ValueError(f"Unknown method {name!r} in {spec!r}; available: {', '.join(registry)}.")
+        where = "" if name == spec.strip() else f" in {spec!r}"
+        raise ValueError(f"Unknown method {name!r}{where}; available: {', '.join(registry)}.")
     fields = {field.name: field for field in dataclasses.fields(registry[name])}
 
     overrides = {}
