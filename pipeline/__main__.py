@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--longbench-config", default=os.environ.get(longbench.CONFIG_DIR_ENV),
                          help=f"directory with dataset2prompt.json and dataset2maxlen.json "
                          f"(default: ${longbench.CONFIG_DIR_ENV}, else LONGBENCH_DIR/config)")
+    results.add_argument("--ruler-dir", default=os.environ.get("RULER_DIR"),
+                         help="directory of RULER-generated TASK.jsonl files, read instead of generating those "
+                         "tasks (default: $RULER_DIR)")
     results.add_argument("--longbench-e", action="store_true",
                          help="read LongBench-E (TASK_e.jsonl) for the LongBench tasks, for scores by length bin")
     results.add_argument("--max-prompt-tokens", type=int, default=None,
@@ -157,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         longbench_dir=longbench_dir,
         longbench_config=_existing_dir(args.longbench_config, "--longbench-config / LONGBENCH_CONFIG"),
         max_prompt_tokens=args.max_prompt_tokens,
+        ruler_dir=_existing_dir(args.ruler_dir, "--ruler-dir / RULER_DIR"),
     )
     try:
         run_grid(config)

@@ -354,3 +354,52 @@ def test_bad_sweep_ids_and_depths_are_rejected(tokenizer):
         ruler.sweep_point("niah_single_1-s0-3")
     with pytest.raises(ValueError, match="outside"):
         ruler.sweep(tokenizer, lengths=(1024,), depths=(120,))
+
+
+def test_pregenerated_ruler_jsonl_is_read(tmp_path):
+    import json
+
+    rows = [
+        {"index": 0, "input": "Noise.\nOne of the special magic numbers for a-b is: 123.\nWhat is the number for a-b?",
+         "outputs": ["123"], "length": 40, "answer_prefix": " The number is"},
+        {"index": 1, "input": "Noise.\nWhat is the number for c-d?", "outputs": ["456"], "length": 30},
+    ]
+    path = tmp_path / "niah_single_1.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    first, second = ruler.load_jsonl(path, "niah_single_1")
+    assert first.sample_id == "niah_single_1-jsonl-0"
+    assert first.references == ("123",)
+    assert first.question == "\nWhat is the number for a-b?"
+    assert first.answer_prefix == " The number is"
+    assert second.answer_prefix == ""
+    assert len(ruler.load_jsonl(path, "niah_single_1", num_samples=1)) == 1
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"index": 0, "input": "x"}', "missing field"),
+        ('{"index": 0, "input": "x", "outputs": []}', "non-empty list"),
+        ("{not json", "invalid JSON"),
+    ],
+)
+def test_bad_ruler_jsonl_rows_name_the_line(tmp_path, line, message):
+    path = tmp_path / "vt.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(ValueError, match=rf"vt\.jsonl, line 1: .*{message}"):
+        ruler.load_jsonl(path, "vt")
+
+
+def test_runner_reads_ruler_jsonl_when_present(tmp_path, tokenizer):
+    import json
+
+    from pipeline.experiments.runner import GridConfig, _plan_cells, load_samples
+
+    row = {"index": 0, "input": "Noise.\nWhat is the number for a-b?", "outputs": ["123"]}
+    (tmp_path / "vt.jsonl").write_text(json.dumps(row) + "\n")
+    config = GridConfig(tasks=["vt"], methods=["full"], num_samples=1, ruler_dir=tmp_path, results_dir=tmp_path)
+    [sample] = load_samples("vt", config, tokenizer)
+    assert sample.sample_id == "vt-jsonl-0"
+    [cell] = _plan_cells("vt", "ruler", config, 8192)
+    assert cell.config.haystack.startswith("RULER jsonl, sha256 ")
+    assert config.ruler_file("niah_single_1") is None

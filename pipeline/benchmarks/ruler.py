@@ -37,6 +37,7 @@ one UUID take 37 tokens with this model's tokenizer, which splits digits),
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import random
@@ -512,6 +513,59 @@ def sweep(
                 )
             )
     logger.info("Generated the NIAH sweep: %d lengths x %d depths (seed %d)", len(lengths), len(depths), seed)
+    return samples
+
+
+JSONL_FIELDS = ("index", "input", "outputs")
+
+
+def load_jsonl(path: str | Path, task: str, num_samples: int | None = None) -> list[Sample]:
+    """Read samples that RULER's own scripts generated: jsonl rows with ``index``, ``input`` and ``outputs``.
+
+    ``input`` is the prompt without the answer prefix, which comes from the
+    row's ``answer_prefix`` field when it has one. The question is the
+    prompt's last line, which is where every RULER template asks it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"RULER file {path} not found; generate it with RULER's prepare.py or drop the option.")
+    task_spec = TASKS.get(task)
+    samples = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if num_samples is not None and len(samples) >= num_samples:
+                break
+            where = f"{path}, line {line_number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{where}: invalid JSON ({error.msg}).") from None
+            missing = [name for name in JSONL_FIELDS if name not in row]
+            if missing:
+                raise ValueError(f"{where}: missing field(s) {', '.join(missing)}; RULER rows have {JSONL_FIELDS}.")
+            outputs = row["outputs"]
+            if not isinstance(outputs, list) or not outputs or not all(isinstance(item, str) for item in outputs):
+                raise ValueError(f"{where}: field 'outputs' must be a non-empty list of strings.")
+            prompt = row["input"]
+            question = "\n" + prompt.rsplit("\n", 1)[1] if "\n" in prompt else ""
+            samples.append(
+                Sample(
+                    task=task,
+                    sample_id=f"{task}-jsonl-{row['index']}",
+                    prompt=prompt,
+                    question=question,
+                    references=tuple(outputs),
+                    metric=METRIC,
+                    max_new_tokens=task_spec.max_new_tokens if task_spec else NIAH_NEW_TOKENS,
+                    answer_prefix=row.get("answer_prefix", ""),
+                    extra={"length": row.get("length")},
+                )
+            )
+    if num_samples is not None and len(samples) < num_samples:
+        raise ValueError(f"{path} has {len(samples)} rows, fewer than the {num_samples} requested.")
+    logger.info("Read %d %s samples from %s", len(samples), task, path)
     return samples
 
 

@@ -16,6 +16,7 @@ Protocols:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -91,8 +92,16 @@ class GridConfig:
     longbench_dir: Path | None = None
     longbench_config: Path | None = None
     max_prompt_tokens: int | None = None
+    ruler_dir: Path | None = None
     decode_batch: int = 8
     method_seeds: list[int] = field(default_factory=list)
+
+    def ruler_file(self, task: str) -> Path | None:
+        """RULER's own ``{task}.jsonl`` in ``ruler_dir``, when it exists; None to generate the task."""
+        if self.ruler_dir is None or task not in ruler.TASKS:
+            return None
+        path = self.ruler_dir / f"{task}.jsonl"
+        return path if path.is_file() else None
 
     def samples_for(self, task: str) -> int:
         if task == ruler.SWEEP_TASK:
@@ -164,6 +173,8 @@ def load_samples(task: str, config: GridConfig, tokenizer) -> list[Sample]:
     count = config.samples_for(task)
     if task == ruler.SWEEP_TASK:
         return ruler.sweep(tokenizer, seed=config.seed, essays_dir=config.essays_dir)
+    if config.ruler_file(task) is not None:
+        return ruler.load_jsonl(config.ruler_file(task), task, count)
     if task_benchmark(task, config) == "ruler":
         return ruler.generate(task, count, config.context_tokens, tokenizer, config.seed, config.essays_dir)
     return longbench.load(task, config.longbench_dir, config.longbench_config, count)
@@ -247,7 +258,10 @@ def _is_finished(path: Path, expected: CellConfig) -> bool:
 def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens: int) -> list[Cell]:
     cells = []
     haystack = None
-    if task == ruler.SWEEP_TASK or (benchmark == "ruler" and ruler.TASKS[task].haystack == "essay"):
+    if config.ruler_file(task) is not None:
+        digest = hashlib.sha256(config.ruler_file(task).read_bytes()).hexdigest()[:12]
+        haystack = f"RULER jsonl, sha256 {digest}"
+    elif task == ruler.SWEEP_TASK or (benchmark == "ruler" and ruler.TASKS[task].haystack == "essay"):
         haystack = describe_essays(config.essays_dir)
     for protocol in config.protocols:
         for spec in config.methods:
