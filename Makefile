@@ -55,6 +55,7 @@ tex:
 
 results: venv
 	$(PY) -m pipeline results --protocol $(PROTOCOLS) --task-samples multi_news=$(LONGBENCH_SAMPLES) $(RESULTS_ARGS)
+	$(PY) -m pipeline.stats.summary
 
 render: venv
 	$(PY) -m pipeline.render.paper --mode $(MODE)

@@ -1,0 +1,52 @@
+"""The results summary: per-cell intervals and paired differences against CircuitKV."""
+
+import json
+
+import pytest
+
+from conftest import standard_scores
+from pipeline.experiments.schema import read_cell
+from pipeline.stats.summary import main, summarize
+
+
+def load(directory):
+    paths = sorted((directory / "cells").rglob("*.json"))
+    return [(path.relative_to(directory), read_cell(path)) for path in paths]
+
+
+def test_known_difference_is_paired_against_circuitkv(write_results):
+    directory = write_results(standard_scores(ours_128=40.0, snap_128=60.0))
+    summary = summarize(load(directory))
+    [snap] = [row for row in summary["paired"]
+              if row["task"] == "niah_single_1" and row["method"] == "snapkv" and row["budget"] == 128]
+    # Every prompt scores 60 with SnapKV and 40 with CircuitKV, so the difference is exactly 20.
+    assert (snap["mean_difference"], snap["low"], snap["high"]) == (20.0, 20.0, 20.0)
+    assert snap["excludes_zero"] and snap["share_positive"] == 1.0
+    full = [row for row in summary["paired"] if row["task"] == "niah_single_1" and row["method"] == "full"]
+    assert sorted(row["budget"] for row in full) == [128, 512]  # the full cache is compared at every budget
+
+
+def test_cells_carry_intervals_and_seeds_are_averaged_per_prompt(write_results):
+    directory = write_results(standard_scores())
+    base = directory / "cells" / "niah_single_1" / "prompt-circuitkv-b128.json"
+    data = json.loads(base.read_text())
+    data["config"]["method_seed"] = 1
+    for sample in data["samples"]:
+        sample["score"] = 60.0
+    data["mean_score"] = 60.0
+    (base.parent / "prompt-circuitkv-b128-s1.json").write_text(json.dumps(data))
+
+    summary = summarize(load(directory))
+    [ours] = [row for row in summary["cells"]
+              if row["task"] == "niah_single_1" and row["method"] == "circuitkv" and row["budget"] == 128]
+    assert ours["num_seeds"] == 2
+    assert ours["mean"] == pytest.approx(50.0)  # 40 and 60 averaged per prompt
+    assert ours["num_samples"] == 2
+    assert ours["low"] <= ours["mean"] <= ours["high"]
+
+
+def test_cli_writes_summary_and_reports_missing_cells(write_results, tmp_path):
+    directory = write_results(standard_scores())
+    assert main(["--results-dir", str(directory)]) == 0
+    assert json.loads((directory / "summary.json").read_text())["paired"]
+    assert main(["--results-dir", str(tmp_path / "empty")]) == 2
