@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import standard_scores
+
 from pipeline.experiments.schema import read_cell
 from pipeline.stats.summary import main, summarize
 

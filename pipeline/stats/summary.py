@@ -72,7 +72,8 @@ def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_M
         for other_key, theirs in scores.items():
             other_task, other_protocol, other_method, other_budget, other_ratio = other_key
             same_setting = (other_task, other_protocol) == (task, protocol) and other_method != reference
-            comparable = (other_budget, other_ratio) == (budget, ratio) or (other_budget is None and other_ratio is None)
+            is_full_cache = other_budget is None and other_ratio is None
+            comparable = (other_budget, other_ratio) == (budget, ratio) or is_full_cache
             if not (same_setting and comparable):
                 continue
             shared = sorted(set(ours) & set(theirs))
