@@ -253,3 +253,22 @@ def test_method_specs_name_their_cells(tmp_path):
 def test_bad_method_specs_are_rejected(spec, message):
     with pytest.raises(ValueError, match=message):
         build_method(spec)
+
+
+def test_agreement_with_the_full_cache_is_recorded(tiny_llama, prompt_ids):
+    results = run_cells(tiny_llama, prompt_ids, "prompt", make_cells("prompt"))
+    full = results[("full", None)]
+    assert full.agreement_tokens == full.generated_tokens
+    for (method, budget), sample in results.items():
+        assert 0 <= sample.agreement_tokens <= sample.generated_tokens
+    # Without the full cache in the run there is nothing to compare with.
+    alone = run_cells(tiny_llama, prompt_ids, "prompt", make_cells("prompt", methods=("snapkv",)))
+    assert alone[("snapkv", 64)].agreement_tokens is None
+
+
+def test_common_prefix_counts_leading_equal_tokens():
+    from pipeline.experiments.runner import common_prefix
+
+    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix([], [1]) == 0
+    assert common_prefix([5, 6], [5, 6, 7]) == 2

@@ -413,12 +413,17 @@ class PromptRun:
         for variant in variants:
             key = ("whole",) if variant.schedule is None else tuple(cache_lengths(variant.cache))
             groups.setdefault(key, []).append(variant)
-        for key, group in groups.items():
+        # The uncompressed group goes first, so compressed outputs can be compared with the full cache's.
+        full_tokens = None
+        for key in sorted(groups, key=lambda group_key: group_key != ("whole",)):
+            group = groups[key]
             batches = [group] if key == ("whole",) else [
                 group[start : start + self.decode_batch] for start in range(0, len(group), self.decode_batch)
             ]
             for batch in batches:
-                self._decode(sample, prompt, full, question, batch, shared=key == ("whole",))
+                outputs = self._decode(sample, prompt, full, question, batch, key == ("whole",), full_tokens)
+                if key == ("whole",):
+                    full_tokens = outputs[0]
 
     def _variants(self, full: Prefill, cells: list[Cell]) -> list[Variant]:
         n = full.num_tokens
@@ -444,7 +449,14 @@ class PromptRun:
             variants.append(Variant(cell, budget, schedule, cache, scoring_s))
         return variants
 
-    def _decode(self, sample, prompt, full, question, batch: list[Variant], shared: bool) -> None:
+    def _decode(
+        self, sample, prompt, full, question, batch: list[Variant], shared: bool, full_tokens: list[int] | None
+    ) -> list[list[int]]:
+        """Decode one batch, record its samples, and return the generated tokens of each row.
+
+        ``full_tokens``, the full cache's output on this prompt when it ran,
+        gives each sample's agreement with it.
+        """
         # Uncompressed variants all hold the full cache, so one decode serves them all.
         rows = batch[:1] if shared else batch
         cache = clone_cache(full.cache) if shared else stack_caches([variant.cache for variant in rows])
@@ -463,6 +475,7 @@ class PromptRun:
 
         for index, variant in enumerate(batch):
             tokens = outputs[0 if shared else index]
+            reference_tokens = tokens if shared else full_tokens
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             prediction = metrics.postprocess(sample.task, text)
             compressed = variant.schedule is not None
@@ -481,6 +494,7 @@ class PromptRun:
                     full_kv_bytes=self.model_info.kv_bytes(n * len(lengths)),
                     length=sample.extra.get("length"),
                     generated_tokens=len(tokens),
+                    agreement_tokens=None if reference_tokens is None else common_prefix(tokens, reference_tokens),
                     prediction=prediction,
                     references=list(sample.references) if sample.keep_references else None,
                     score=metrics.score(
@@ -492,6 +506,17 @@ class PromptRun:
                     ),
                 )
             )
+        return outputs
+
+
+def common_prefix(first: list[int], second: list[int]) -> int:
+    """Return the number of leading tokens that two outputs share."""
+    count = 0
+    for a, b in zip(first, second):
+        if a != b:
+            break
+        count += 1
+    return count
 
 
 def _check_compressed(method: str, budget: int, n: int, lengths: list[int], schedule: LayerBudgets) -> None:

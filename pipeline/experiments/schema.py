@@ -105,6 +105,9 @@ class SampleResult(_Strict):
     length: int | None = Field(default=None, description="LongBench's length field of the row, for length bins")
     full_kv_bytes: int = Field(gt=0, description="Bytes of the full cache of the same tokens")
     generated_tokens: int = Field(ge=0)
+    agreement_tokens: int | None = Field(
+        default=None, ge=0, description="Leading generated tokens equal to the full cache's; None when it did not run"
+    )
     prediction: str
     references: list[str] | None = Field(description="None for dataset rows whose text is not committed")
     score: float = Field(ge=0, le=100)
