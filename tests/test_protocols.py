@@ -41,10 +41,15 @@ def full_prefill(tiny_llama, prompt_ids):
 
 
 class DigitTokenizer:
-    """Decodes token ids as space-separated numbers, enough for scoring predictions."""
+    """Decodes token ids as space-separated numbers and encodes each digit as one token id (3-12)."""
+
+    eos_token_id = 2
 
     def decode(self, tokens, skip_special_tokens=True):
         return " ".join(str(token) for token in tokens)
+
+    def encode(self, text, add_special_tokens=False):
+        return [3 + int(character) for character in text if character.isdigit()]
 
 
 def make_cells(protocol: str, methods=("full", "streamingllm", "snapkv", "pyramidkv"), budgets=(64, 100)):
@@ -272,3 +277,39 @@ def test_common_prefix_counts_leading_equal_tokens():
     assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
     assert common_prefix([], [1]) == 0
     assert common_prefix([5, 6], [5, 6, 7]) == 2
+
+
+def test_answer_nll_is_recorded_and_matches_a_direct_computation(tiny_llama, prompt_ids, full_prefill):
+    from pipeline.model.prefill import answer_nll
+
+    answer = torch.tensor([7, 8, 9])
+    # The teacher-forced NLL from the cache equals the NLL of one forward pass over prompt + answer.
+    with torch.no_grad():
+        logits = tiny_llama(torch.cat([prompt_ids, answer[:-1].unsqueeze(0)], dim=1)).logits[0, -3:]  # (3, vocab)
+    expected = -logits.float().log_softmax(-1).gather(-1, answer.unsqueeze(-1)).mean()
+    result = answer_nll(tiny_llama, clone_cache(full_prefill.cache), full_prefill.last_logprobs.unsqueeze(0), answer, N)
+    assert result.shape == (1,)
+    assert float(result[0]) == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_runner_records_answer_nll_for_every_sample(tiny_llama, prompt_ids):
+    sample = Sample(
+        task="niah_single_1", sample_id="s0", prompt="context question", question="question",
+        references=("7",), metric="string_match_all", max_new_tokens=4,
+    )
+    cells = make_cells("prompt")
+    runner = PromptRun(tiny_llama, DigitTokenizer(), set(), MODEL_INFO, seed=0, decode_batch=8)
+    runner.run(sample, EncodedPrompt(prompt_ids, truncated=False), "prompt", cells)
+    values = [cell.samples[0].answer_nll for cell in cells]
+    assert all(value is not None and value > 0 for value in values)
+    # A one-token answer is scored by the full prefill's last position, the same for every method.
+    assert max(values) - min(values) < 1e-6
+
+    longer = Sample(
+        task="niah_single_1", sample_id="s1", prompt="context question", question="question",
+        references=("7890",), metric="string_match_all", max_new_tokens=4,
+    )
+    cells = make_cells("prompt")
+    runner.run(longer, EncodedPrompt(prompt_ids, truncated=False), "prompt", cells)
+    values = {cell.config.method: cell.samples[0].answer_nll for cell in cells if cell.config.budget in (None, 64)}
+    assert len({round(value, 6) for value in values.values()}) > 1  # later tokens see different caches

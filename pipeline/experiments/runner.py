@@ -56,6 +56,7 @@ from pipeline.methods import (
 from pipeline.model.loading import DEFAULT_MODEL, load_model
 from pipeline.model.prefill import (
     Prefill,
+    answer_nll,
     cache_lengths,
     clone_cache,
     compress_cache,
@@ -69,6 +70,7 @@ logger = logging.getLogger(__name__)
 
 RULER_TASKS = ("niah_single_1", "niah_multikey_1")
 LONGBENCH_TASKS = ("multi_news",)
+ANSWER_NLL_TOKENS = 64  # reference tokens scored by teacher forcing, enough for every RULER answer
 DEFAULT_METHODS = ("full", "streamingllm", "h2o", "snapkv", "pyramidkv", "circuitkv")
 
 
@@ -425,6 +427,18 @@ class PromptRun:
                 if key == ("whole",):
                     full_tokens = outputs[0]
 
+    def _answer_ids(self, sample: Sample) -> torch.Tensor:
+        """Tokens of the reference answer whose likelihood is measured, shape (m,).
+
+        Tasks that need every reference (string_match_all) score all of them,
+        joined by ", "; the others score the first. The answer follows the
+        prompt after a space and is cut to ``ANSWER_NLL_TOKENS`` tokens.
+        """
+        references = sample.references if sample.metric == "string_match_all" else sample.references[:1]
+        text = " " + ", ".join(reference.strip() for reference in references)
+        ids = self.tokenizer.encode(text, add_special_tokens=False)[:ANSWER_NLL_TOKENS]
+        return torch.tensor(ids or [self.tokenizer.eos_token_id])
+
     def _variants(self, full: Prefill, cells: list[Cell]) -> list[Variant]:
         n = full.num_tokens
         scores: dict[tuple[str, int], tuple[list[torch.Tensor], float]] = {}
@@ -465,9 +479,14 @@ class PromptRun:
 
         started = time.perf_counter()
         if len(question):
-            first_tokens = feed_tokens(self.model, cache, question, n).tolist()
+            first_logprobs = feed_tokens(self.model, cache, question, n, logprobs=True)  # (V, vocab)
         else:
-            first_tokens = [full.first_token] * len(rows)
+            first_logprobs = full.last_logprobs.unsqueeze(0).expand(len(rows), -1)  # (V, vocab)
+        first_tokens = first_logprobs.argmax(dim=-1).tolist()
+        # The answer's likelihood is scored on a copy, because decoding extends the cache in place.
+        nll = answer_nll(
+            self.model, clone_cache(cache), first_logprobs, self._answer_ids(sample), n + len(question)
+        ).tolist()
         outputs, _ = greedy_decode_batch(
             self.model, cache, first_tokens, n + len(question), sample.max_new_tokens, self.stops
         )
@@ -495,6 +514,7 @@ class PromptRun:
                     length=sample.extra.get("length"),
                     generated_tokens=len(tokens),
                     agreement_tokens=None if reference_tokens is None else common_prefix(tokens, reference_tokens),
+                    answer_nll=nll[0 if shared else index],
                     prediction=prediction,
                     references=list(sample.references) if sample.keep_references else None,
                     score=metrics.score(

@@ -105,6 +105,9 @@ class SampleResult(_Strict):
     length: int | None = Field(default=None, description="LongBench's length field of the row, for length bins")
     full_kv_bytes: int = Field(gt=0, description="Bytes of the full cache of the same tokens")
     generated_tokens: int = Field(ge=0)
+    answer_nll: float | None = Field(
+        default=None, ge=0, description="Mean NLL per token of the reference answer, teacher-forced after the prompt"
+    )
     agreement_tokens: int | None = Field(
         default=None, ge=0, description="Leading generated tokens equal to the full cache's; None when it did not run"
     )

@@ -72,6 +72,7 @@ class Prefill:
         queries: Per layer, post-RoPE queries of shape (num_heads, n, head_dim).
         scaling: Attention logit scale (1/sqrt(head_dim) for the supported families).
         first_token: Greedy next token from the full-attention logits of the last position.
+        last_logprobs: Log-probabilities of the next token at the last position, shape (vocab,).
         seconds: Wall time of the prefill forward pass.
     """
 
@@ -81,6 +82,7 @@ class Prefill:
     scaling: float
     first_token: int
     seconds: float
+    last_logprobs: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -141,8 +143,9 @@ def prefill(model, input_ids: torch.Tensor) -> Prefill:
     queries = [_RECORDER.queries[layer] for layer in range(num_layers)]
     _RECORDER.queries = {}
 
-    first_token = int(output.logits[0, -1].argmax())
-    return Prefill(input_ids, output.past_key_values, queries, _RECORDER.scaling, first_token, seconds)
+    last_logprobs = output.logits[0, -1].float().log_softmax(dim=-1)  # (vocab,)
+    first_token = int(last_logprobs.argmax())
+    return Prefill(input_ids, output.past_key_values, queries, _RECORDER.scaling, first_token, seconds, last_logprobs)
 
 
 def clone_cache(cache: DynamicCache) -> DynamicCache:
@@ -194,7 +197,9 @@ def stack_caches(caches: list[DynamicCache]) -> DynamicCache:
 
 
 @torch.inference_mode()
-def feed_tokens(model, cache: DynamicCache, token_ids: torch.Tensor, start_position: int) -> torch.Tensor:
+def feed_tokens(
+    model, cache: DynamicCache, token_ids: torch.Tensor, start_position: int, logprobs: bool = False
+) -> torch.Tensor:
     """Append ``token_ids`` to every batch row of ``cache`` at positions ``start_position``, ...
 
     This is how the context protocol asks its question through a compressed
@@ -204,7 +209,8 @@ def feed_tokens(model, cache: DynamicCache, token_ids: torch.Tensor, start_posit
         token_ids: Tokens to feed, shape (q,), the same for every batch row.
 
     Returns:
-        Greedy next tokens after the last fed token, shape (V,).
+        Greedy next tokens after the last fed token, shape (V,), or with
+        ``logprobs`` their log-probabilities, shape (V, vocab).
     """
     batch = cache.layers[0].keys.shape[0]
     count = int(token_ids.shape[0])
@@ -217,7 +223,47 @@ def feed_tokens(model, cache: DynamicCache, token_ids: torch.Tensor, start_posit
         use_cache=True,
         logits_to_keep=1,
     )
+    if logprobs:
+        return output.logits[:, -1].float().log_softmax(dim=-1)  # (V, vocab)
     return output.logits[:, -1].argmax(dim=-1)  # (V,)
+
+
+@torch.inference_mode()
+def answer_nll(
+    model, cache: DynamicCache, first_logprobs: torch.Tensor, answer_ids: torch.Tensor, start_position: int
+) -> torch.Tensor:
+    """Return the mean negative log-likelihood per token of a reference answer after each cache row.
+
+    Teacher forcing: the answer's first token is scored by ``first_logprobs``
+    (the distribution after the prompt), and the rest by feeding the answer
+    through the cache at positions ``start_position``, ... The cache is
+    extended in place.
+
+    Args:
+        first_logprobs: Next-token log-probabilities after the prompt, shape (V, vocab).
+        answer_ids: Reference answer tokens, shape (m,), m >= 1.
+
+    Returns:
+        Mean NLL per answer token, shape (V,).
+    """
+    batch = first_logprobs.shape[0]
+    device = first_logprobs.device
+    answer_ids = answer_ids.to(device)
+    total = -first_logprobs[:, answer_ids[0]].double()  # (V,)
+    count = int(answer_ids.shape[0]) - 1
+    if count > 0:
+        length = cache.get_seq_length()
+        output = model(
+            input_ids=answer_ids[:-1].expand(batch, -1),  # (V, m - 1)
+            position_ids=torch.arange(start_position, start_position + count, device=device).expand(batch, -1),
+            cache_position=torch.arange(length, length + count, device=device),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logprobs = output.logits.float().log_softmax(dim=-1)  # (V, m - 1, vocab)
+        targets = answer_ids[1:].expand(batch, -1).unsqueeze(-1)  # (V, m - 1, 1)
+        total -= logprobs.gather(-1, targets).squeeze(-1).double().sum(dim=-1)
+    return (total / (count + 1)).float()
 
 
 @torch.inference_mode()
