@@ -95,6 +95,21 @@ def write_results(tmp_path):
     return write
 
 
+def add_method_seed(directory, relative: str, seed: int, score: float):
+    """Copy a cell file as the run of another method seed in which every sample scores ``score``."""
+    import json
+
+    base = directory / "cells" / relative
+    data = json.loads(base.read_text())
+    data["config"]["method_seed"] = seed
+    for sample in data["samples"]:
+        sample["score"] = score
+    data["mean_score"] = score
+    copy = base.with_name(f"{base.stem}-s{seed}.json")
+    copy.write_text(json.dumps(data))
+    return copy
+
+
 def standard_scores(ours_128: float = 40.0, snap_128: float = 60.0) -> dict:
     """Two tasks, four methods, budgets 128 and 512."""
     scores = {}

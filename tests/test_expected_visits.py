@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from test_walkers import bridge_graph
 
 from pipeline.methods import build_method
 from pipeline.methods.expected_visits import expected_visits
@@ -95,15 +96,7 @@ def test_chain_visits_every_node_once():
 
 def test_bridge_token_outranks_its_neighbours():
     n, bridge = 40, 15
-    matrix = torch.zeros(n, n)
-    matrix[:, :SINKS] = 1.0
-    for i in range(SINKS + 1, n):
-        matrix[i, SINKS:i] = 0.01
-    for i in range(bridge + 1, n - 1):
-        matrix[i, bridge] = 5.0
-    matrix[n - 1, bridge + 1 : n - 1] = 1.0
-    matrix[n - 1, bridge] = 0.05
-    matrix = matrix / matrix.sum(dim=1, keepdim=True)
+    matrix = bridge_graph(n, bridge)
     visits = expected_visits(rows_of(matrix), n, last_token_mass(n), 10, 1.0, SINKS)
     assert visits[bridge] > visits[bridge - 1]
     assert visits[bridge] > visits[bridge + 1 : n - 1].max()

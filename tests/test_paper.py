@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import standard_scores
+from conftest import add_method_seed, standard_scores
 from pipeline.checks.anonymity import check_anonymity
 from pipeline.render import build, paper
 
@@ -173,13 +173,7 @@ def test_method_seeds_are_averaged_in_tables(write_results, tmp_path):
     from pipeline.render.results import result_macros, results_frame
 
     directory = write_results(standard_scores())
-    base = directory / "cells" / "niah_single_1" / "prompt-circuitkv-b128.json"
-    data = json.loads(base.read_text())
-    data["config"]["method_seed"] = 1
-    for sample in data["samples"]:
-        sample["score"] = 60.0
-    data["mean_score"] = 60.0
-    (base.parent / "prompt-circuitkv-b128-s1.json").write_text(json.dumps(data))
+    add_method_seed(directory, "niah_single_1/prompt-circuitkv-b128.json", seed=1, score=60.0)
 
     paths = sorted((directory / "cells").rglob("*.json"))
     frame = results_frame([(path, read_cell(path)) for path in paths])

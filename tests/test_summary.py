@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import standard_scores
+from conftest import add_method_seed, standard_scores
 
 from pipeline.experiments.schema import read_cell
 from pipeline.stats.summary import main, summarize
@@ -28,13 +28,7 @@ def test_known_difference_is_paired_against_circuitkv(write_results):
 
 def test_cells_carry_intervals_and_seeds_are_averaged_per_prompt(write_results):
     directory = write_results(standard_scores())
-    base = directory / "cells" / "niah_single_1" / "prompt-circuitkv-b128.json"
-    data = json.loads(base.read_text())
-    data["config"]["method_seed"] = 1
-    for sample in data["samples"]:
-        sample["score"] = 60.0
-    data["mean_score"] = 60.0
-    (base.parent / "prompt-circuitkv-b128-s1.json").write_text(json.dumps(data))
+    add_method_seed(directory, "niah_single_1/prompt-circuitkv-b128.json", seed=1, score=60.0)
 
     summary = summarize(load(directory))
     [ours] = [row for row in summary["cells"]

@@ -72,14 +72,14 @@ class LengthResult:
     kv_bytes: dict[str, int] = field(default_factory=dict)
 
 
-def prompt_ids(tokenizer, num_tokens: int, essays_dir: str | None) -> torch.Tensor:
-    """Return the first ``num_tokens`` tokens of the essay text, shape (1, num_tokens)."""
+def prompt_ids(tokenizer, lengths: list[int], essays_dir: str | None) -> dict[int, torch.Tensor]:
+    """Return, per length n, the first n tokens of the essay text, shape (1, n); the text is tokenized once."""
     ids = tokenizer(read_essays(essays_dir), add_special_tokens=False).input_ids
-    if len(ids) < num_tokens:
+    if len(ids) < max(lengths):
         raise ValueError(
-            f"The essay text has {len(ids)} tokens, fewer than {num_tokens}; add essays or use shorter lengths."
+            f"The essay text has {len(ids)} tokens, fewer than {max(lengths)}; add essays or use shorter lengths."
         )
-    return torch.tensor([ids[:num_tokens]])
+    return {n: torch.tensor([ids[:n]]) for n in lengths}
 
 
 def timed(function, device: torch.device) -> float:
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         too_long = [n for n in lengths if not 64 <= n <= limit]
         if too_long:
             raise ValueError(f"--lengths {too_long}: the model accepts prompts of 64 to {limit} tokens here.")
-        prompts = {n: prompt_ids(tokenizer, n, args.essays_dir) for n in lengths}
+        prompts = prompt_ids(tokenizer, lengths, args.essays_dir)
         if args.memory_pass is not None:
             peaks = {n: measure_memory(model, prompts[n], args.seed) for n in tqdm(lengths, desc="memory")}
             args.memory_pass.write_text(json.dumps(peaks))

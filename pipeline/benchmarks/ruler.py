@@ -465,6 +465,22 @@ def fit_size(
     return fits[size]
 
 
+def fitted_sample(task: RulerTask, sample_id: str, fit: Fit, extra: dict) -> Sample:
+    """Build the sample of a fitted prompt; chat template on, scored with ``METRIC``."""
+    return Sample(
+        task=task.name,
+        sample_id=sample_id,
+        prompt=fit.prompt,
+        question=text_after_context(task.template, fit.built.fields),
+        references=fit.built.references,
+        metric=METRIC,
+        max_new_tokens=task.max_new_tokens,
+        use_chat_template=True,
+        answer_prefix=fit.answer_prefix,
+        extra=extra,
+    )
+
+
 SWEEP_TASK = "niah_sweep"
 SWEEP_LENGTHS = (1024, 2048, 4096, 6144, 8000)
 SWEEP_DEPTHS = tuple(round(100 * i / 9) for i in range(10))  # 0, 11, ..., 100
@@ -499,19 +515,8 @@ def sweep(
             )
             sample_id = f"{SWEEP_TASK}-s{seed}-n{length}-d{depth}"
             fit = fit_size(task, sample_id, length, tokenizer, resources)
-            samples.append(
-                Sample(
-                    task=SWEEP_TASK,
-                    sample_id=sample_id,
-                    prompt=fit.prompt,
-                    question=text_after_context(task.template, fit.built.fields),
-                    references=fit.built.references,
-                    metric=METRIC,
-                    max_new_tokens=task.max_new_tokens,
-                    answer_prefix=fit.answer_prefix,
-                    extra={"target_tokens": length, "depth": depth, "prompt_tokens": fit.num_tokens},
-                )
-            )
+            extra = {"target_tokens": length, "depth": depth, "prompt_tokens": fit.num_tokens}
+            samples.append(fitted_sample(task, sample_id, fit, extra))
     logger.info("Generated the NIAH sweep: %d lengths x %d depths (seed %d)", len(lengths), len(depths), seed)
     return samples
 
@@ -524,7 +529,7 @@ def load_jsonl(path: str | Path, task: str, num_samples: int | None = None) -> l
 
     ``input`` is the prompt without the answer prefix, which comes from the
     row's ``answer_prefix`` field when it has one. The question is the
-    prompt's last line, which is where every RULER template asks it.
+    prompt's last line, where every RULER template places it.
     """
     path = Path(path)
     if not path.is_file():
@@ -605,24 +610,7 @@ def generate(
         sample_id = f"{task}-s{seed}-{index}"
         fit = fit_size(spec, sample_id, target_tokens, tokenizer, resources)
         logger.debug("%s: %d %s, %d tokens", sample_id, fit.size, spec.unit, fit.num_tokens)
-        samples.append(
-            Sample(
-                task=task,
-                sample_id=sample_id,
-                prompt=fit.prompt,
-                question=text_after_context(spec.template, fit.built.fields),
-                references=fit.built.references,
-                metric=METRIC,
-                max_new_tokens=spec.max_new_tokens,
-                use_chat_template=True,
-                answer_prefix=fit.answer_prefix,
-                extra={
-                    **fit.built.extra,
-                    "haystack": spec.haystack,
-                    "haystack_size": fit.size,
-                    "prompt_tokens": fit.num_tokens,
-                },
-            )
-        )
+        sizes = {"haystack": spec.haystack, "haystack_size": fit.size, "prompt_tokens": fit.num_tokens}
+        samples.append(fitted_sample(spec, sample_id, fit, {**fit.built.extra, **sizes}))
     logger.info("Generated %d %s samples of about %d tokens (seed %d)", num_samples, task, target_tokens, seed)
     return samples
