@@ -32,6 +32,15 @@ def _budgets(text: str) -> list[int]:
     return budgets
 
 
+def _default_budgets(args: argparse.Namespace) -> list[int]:
+    """Return the given budgets; without any, 128 and 512 unless budget ratios were given."""
+    if args.budgets is not None:
+        return args.budgets
+    if args.budget_ratio:
+        return []
+    return [128, 512]
+
+
 def _seeds(text: str) -> list[int]:
     try:
         return [int(item) for item in _csv(text)]
@@ -144,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     config = GridConfig(
         tasks=tasks,
         methods=args.methods,
-        budgets=args.budgets if args.budgets is not None else ([] if args.budget_ratio else [128, 512]),
+        budgets=_default_budgets(args),
         budget_ratios=args.budget_ratio,
         protocols=args.protocol,
         decode_batch=args.decode_batch,

@@ -135,8 +135,10 @@ def test_prompt_run_records_schedules_bytes_and_batches(tiny_llama, prompt_ids, 
     entry_bytes = 2 * 2 * 16 * 4
 
     full = results[("full", None)]
-    assert not full.compressed and full.cache_lengths == [n, n]
-    assert full.context_tokens == n and full.prompt_tokens == N
+    assert not full.compressed
+    assert full.cache_lengths == [n, n]
+    assert full.context_tokens == n
+    assert full.prompt_tokens == N
     assert full.kv_bytes == full.full_kv_bytes == entry_bytes * 2 * n
 
     for (method, budget), sample in results.items():

@@ -274,7 +274,9 @@ def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens
             else:
                 budgets = [(None, None)]
             # A stochastic method runs once per method seed; None means the data seed.
-            seeds = [None if s == config.seed else s for s in config.method_seeds] if method.stochastic else []
+            seeds = []
+            if method.stochastic:
+                seeds = [None if seed == config.seed else seed for seed in config.method_seeds]
             for budget, ratio in budgets:
                 for method_seed in seeds or [None]:
                     cell_config = CellConfig(

@@ -22,9 +22,9 @@ from pipeline.model.prefill import Prefill
 
 FORCED = math.inf
 
-# Attention rows per block are chosen so that one block holds about this many
-# float32 values (16 MiB): blocks shrink as prompts grow, so memory stays flat
-# beyond 4096 tokens with 3 heads per group, while blocks stay large enough to be fast.
+# Attention rows per block are chosen so that one block contains about this
+# many float32 values (16 MiB). Blocks shrink as prompts grow, so memory stays
+# flat beyond 4096 tokens with 3 heads per group, and they stay large enough to be fast.
 BLOCK_ELEMENTS = 2**22
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 16, 256
 

@@ -40,7 +40,7 @@ def _capture_sdpa(module, query, key, value, attention_mask, **kwargs):
     """SDPA attention that stores post-RoPE queries during a prefill and masks by shape.
 
     The pipeline never pads, so the causal mask follows from the shapes alone:
-    query i of q new tokens sees the layer's first S - q + i keys. Deriving it
+    query i of q new tokens attends to the layer's first S - q + i keys. Deriving it
     per layer, instead of using the model-wide mask built from layer 0's
     length, lets layers hold different numbers of entries (PyramidKV).
     """
@@ -50,7 +50,7 @@ def _capture_sdpa(module, query, key, value, attention_mask, **kwargs):
         _RECORDER.scaling = float(kwargs.get("scaling") or module.scaling)
 
     num_queries, num_keys = query.shape[2], key.shape[2]
-    mask = None  # one query sees every key; q == S is plain causal attention
+    mask = None  # one query attends to every key, and q == S is plain causal attention
     if 1 < num_queries < num_keys:
         offset = num_keys - num_queries
         mask = torch.ones(num_queries, num_keys, dtype=torch.bool, device=query.device).tril(offset)  # (q, S)
@@ -202,7 +202,7 @@ def feed_tokens(
 ) -> torch.Tensor:
     """Append ``token_ids`` to every batch row of ``cache`` at positions ``start_position``, ...
 
-    This is how the context protocol asks its question through a compressed
+    This is how the context protocol feeds its question through a compressed
     cache: the question's tokens take the positions that follow the context.
 
     Args:
@@ -279,7 +279,7 @@ def greedy_decode_batch(
 
     Row v starts from ``first_tokens[v]``; the token generated at step t is fed
     at position ``prompt_length + t``, so RoPE positions continue the original
-    prompt even when the cache holds fewer entries than the prompt had tokens.
+    prompt even when the cache contains fewer entries than the prompt had tokens.
     Rows that have stopped keep stepping with their last token, and their
     output is cut at the stop. The cache is extended in place.
 
