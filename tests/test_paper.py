@@ -154,8 +154,8 @@ def test_task_the_model_fails_is_flagged(write_results, tmp_path):
     scores = standard_scores()
     scores[("niah_multikey_1", "full", None)] = 15.0
     tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
-    assert r"On NIAH multi-key the full cache itself scores only \result{niah_multikey_1/full/all}" in tex
-    assert "On NIAH single the full cache itself" not in tex
+    assert r"On MK-NIAH-1 the full cache itself scores only \result{niah_multikey_1/full/all}" in tex
+    assert "On S-NIAH-1 the full cache itself" not in tex
 
 
 def test_rouge_task_is_never_called_failed(write_results, tmp_path):

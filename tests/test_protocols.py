@@ -231,8 +231,9 @@ def test_method_seeds_plan_one_cell_per_seed_for_stochastic_methods(tmp_path):
                         budgets=[128], method_seeds=[0, 1, 2], results_dir=tmp_path)
     names = sorted(cell.path.name for cell in _plan_cells("niah_single_1", "ruler", config, 8192))
     assert names == [
-        "prompt-circuitkv-b128-s1.json", "prompt-circuitkv-b128-s2.json", "prompt-circuitkv-b128.json",
-        "prompt-circuitkv-exact-b128.json", "prompt-snapkv-b128.json",
+        "ctx4096-prompt-circuitkv-b128-s1.json", "ctx4096-prompt-circuitkv-b128-s2.json",
+        "ctx4096-prompt-circuitkv-b128.json", "ctx4096-prompt-circuitkv-exact-b128.json",
+        "ctx4096-prompt-snapkv-b128.json",
     ]
 
 
@@ -242,7 +243,7 @@ def test_method_specs_name_their_cells(tmp_path):
     config = GridConfig(tasks=["niah_single_1"], methods=["circuitkv+temperature=0.5+max_steps=inf"],
                         budgets=[128], results_dir=tmp_path)
     [cell] = _plan_cells("niah_single_1", "ruler", config, 8192)
-    assert cell.path.name == "prompt-circuitkv+max_steps=inf+temperature=0.5-b128.json"
+    assert cell.path.name == "ctx4096-prompt-circuitkv+max_steps=inf+temperature=0.5-b128.json"
     assert cell.config.method_params["temperature"] == 0.5
     assert cell.config.method_params["max_steps"] is None
 

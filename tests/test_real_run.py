@@ -18,7 +18,7 @@ def grid(tmp_path_factory):
         budgets=[BUDGET],
         protocols=["prompt", "context"],
         num_samples=1,
-        context_tokens=500,
+        context_lengths=[500],
         results_dir=tmp_path_factory.mktemp("results"),
     )
     written = run_grid(config)
@@ -29,7 +29,7 @@ def test_every_method_writes_a_valid_cell(grid):
     config, written = grid
     names = sorted(path.name for path in written)
     expected = [f"{method}-b128.json" for method in DEFAULT_METHODS if method != "full"] + ["full-full.json"]
-    assert names == sorted(f"{protocol}-{name}" for protocol in ("prompt", "context") for name in expected)
+    assert names == sorted(f"ctx500-{protocol}-{name}" for protocol in ("prompt", "context") for name in expected)
     for path in written:
         cell = read_cell(path)
         assert cell.model.num_layers == 30

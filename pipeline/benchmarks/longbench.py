@@ -152,6 +152,18 @@ def load(
     return samples
 
 
+def count_rows(task: str, data_dir: str | Path) -> int:
+    """Number of rows in ``{data_dir}/{task}.jsonl``, read without parsing them."""
+    path = Path(data_dir).expanduser() / f"{task}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"LongBench data file {path} not found. Set {DATA_DIR_ENV} to the directory that "
+            f"contains {task}.jsonl (from LongBench v1's data.zip)."
+        )
+    with path.open(encoding="utf-8") as lines:
+        return sum(1 for line in lines if line.strip())
+
+
 def _read_config(config_dir: Path, name: str, task: str):
     path = config_dir / name
     if not path.is_file():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,9 +84,9 @@ class GridConfig:
     budgets: list[int] = field(default_factory=lambda: [128, 512])
     budget_ratios: list[float] = field(default_factory=list)
     protocols: list[str] = field(default_factory=lambda: ["prompt"])
-    num_samples: int = 20
-    task_samples: dict[str, int] = field(default_factory=dict)
-    context_tokens: int = 4096
+    num_samples: int | None = 20
+    task_samples: dict[str, int | None] = field(default_factory=dict)
+    context_lengths: list[int] = field(default_factory=lambda: [4096])
     seed: int = 0
     model: str = DEFAULT_MODEL
     device: str | None = None
@@ -105,10 +106,17 @@ class GridConfig:
         path = self.ruler_dir / f"{task}.jsonl"
         return path if path.is_file() else None
 
-    def samples_for(self, task: str) -> int:
+    def samples_for(self, task: str) -> int | None:
+        """Samples requested for ``task``; None means every row of its file."""
         if task == ruler.SWEEP_TASK:
             return len(ruler.SWEEP_LENGTHS) * len(ruler.SWEEP_DEPTHS)
         return self.task_samples.get(task, self.num_samples)
+
+    def lengths_for(self, task: str) -> list[int | None]:
+        """Target prompt lengths of a generated RULER task; [None] for tasks read from files."""
+        if task in ruler.TASKS and self.ruler_file(task) is None:
+            return list(self.context_lengths)
+        return [None]
 
 
 @dataclass
@@ -170,16 +178,40 @@ def task_benchmark(task: str, config: GridConfig) -> str:
     return "longbench"
 
 
-def load_samples(task: str, config: GridConfig, tokenizer) -> list[Sample]:
-    """Generate or read the samples of ``task``."""
+def load_samples(task: str, config: GridConfig, tokenizer, length: int | None = None) -> list[Sample]:
+    """Generate or read the samples of ``task``; ``length`` is the target of a generated RULER task."""
     count = config.samples_for(task)
     if task == ruler.SWEEP_TASK:
         return ruler.sweep(tokenizer, seed=config.seed, essays_dir=config.essays_dir)
     if config.ruler_file(task) is not None:
         return ruler.load_jsonl(config.ruler_file(task), task, count)
     if task_benchmark(task, config) == "ruler":
-        return ruler.generate(task, count, config.context_tokens, tokenizer, config.seed, config.essays_dir)
+        if count is None:
+            raise ValueError(f"{task} is generated, so it needs a number of samples, not every row.")
+        return ruler.generate(task, count, length or config.context_lengths[0], tokenizer, config.seed,
+                              config.essays_dir)
     return longbench.load(task, config.longbench_dir, config.longbench_config, count)
+
+
+def sample_count(task: str, benchmark: str, config: GridConfig) -> int:
+    """Samples a task's cells will hold: the request, or all the rows a shorter LongBench file has."""
+    requested = config.samples_for(task)
+    if benchmark == "ruler" and config.ruler_file(task) is None:
+        if requested is None:
+            raise ValueError(f"{task} is generated, so it needs a number of samples, not every row.")
+        return requested
+    if benchmark == "ruler":
+        if requested is not None:
+            return requested  # load_jsonl refuses a file with fewer rows
+        with config.ruler_file(task).open(encoding="utf-8") as lines:
+            return sum(1 for line in lines if line.strip())
+    available = longbench.count_rows(task, config.longbench_dir)
+    if requested is not None and requested > available:
+        logger.warning(
+            "%s: %s has %d rows, fewer than the %d requested; running all of them",
+            task, config.longbench_dir, available, requested,
+        )
+    return available if requested is None else min(requested, available)
 
 
 def encode_prompt(sample: Sample, tokenizer, max_prompt_tokens: int, split: bool = False) -> EncodedPrompt:
@@ -257,7 +289,13 @@ def _is_finished(path: Path, expected: CellConfig) -> bool:
     return True
 
 
-def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens: int) -> list[Cell]:
+def _plan_cells(
+    task: str, benchmark: str, config: GridConfig, max_prompt_tokens: int, length: int | None = None
+) -> list[Cell]:
+    """The cells of one task (and target length, for a generated RULER task), finished or not."""
+    if length is None:
+        length = config.lengths_for(task)[0]
+    num_samples = sample_count(task, benchmark, config)
     cells = []
     haystack = None
     if config.ruler_file(task) is not None:
@@ -287,16 +325,14 @@ def _plan_cells(task: str, benchmark: str, config: GridConfig, max_prompt_tokens
                         budget=budget,
                         budget_ratio=ratio,
                         protocol=protocol,
-                        num_samples=config.samples_for(task),
-                        context_tokens=(
-                            config.context_tokens if benchmark == "ruler" and task != ruler.SWEEP_TASK else None
-                        ),
+                        num_samples=num_samples,
+                        context_tokens=length,
                         haystack=haystack,
                         max_prompt_tokens=max_prompt_tokens,
                         seed=config.seed,
                         method_seed=method_seed,
                     )
-                    name = cell_filename(task, method.label, budget, protocol, ratio, method_seed)
+                    name = cell_filename(task, method.label, budget, protocol, ratio, method_seed, length)
                     cells.append(Cell(method, cell_config, config.results_dir / "cells" / name))
     return cells
 
@@ -329,9 +365,12 @@ def run_grid(config: GridConfig) -> list[Path]:
     model, tokenizer, source = load_model(config.model, config.device)
     device = model.device
     model_info = _model_info(model, source, device)
-    stops = _stop_token_ids(model, tokenizer)
     limit = model.config.max_position_embeddings
-    max_prompt_tokens = min(config.max_prompt_tokens or limit, limit)
+    loaded = LoadedModel(
+        model, tokenizer, _stop_token_ids(model, tokenizer), model_info, min(config.max_prompt_tokens or limit, limit)
+    )
+    max_prompt_tokens = loaded.max_prompt_tokens
+    check_lengths(config, max_prompt_tokens)
     # Provenance describes the code as it was when the run started.
     record = provenance.collect(device)
     if record.git_dirty:
@@ -340,45 +379,83 @@ def run_grid(config: GridConfig) -> list[Path]:
 
     for task in config.tasks:
         benchmark = task_benchmark(task, config)
-        cells = [
-            cell for cell in _plan_cells(task, benchmark, config, max_prompt_tokens)
-            if not _is_finished(cell.path, cell.config)
-        ]
-        if not cells:
-            logger.info("%s: every cell is finished, skipping", task)
-            continue
-        logger.info("%s: running %d cells", task, len(cells))
-
-        samples = load_samples(task, config, tokenizer)
-        prompts = _encode_all(samples, cells, tokenizer, max_prompt_tokens)
-        runner = PromptRun(model, tokenizer, stops, model_info, config.seed, config.decode_batch)
-        started = time.perf_counter()
-        for sample in tqdm(samples, desc=task, unit="prompt"):
-            for protocol in config.protocols:
-                protocol_cells = [cell for cell in cells if cell.config.protocol == protocol]
-                if protocol_cells:
-                    runner.run(sample, prompts[sample.sample_id], protocol, protocol_cells)
-
-        elapsed = time.perf_counter() - started
-        for cell in cells:
-            result = CellResult(
-                schema_version=SCHEMA_VERSION,
-                config=cell.config,
-                model=model_info,
-                samples=cell.samples,
-                mean_score=sample_mean(cell.samples),
-                total_seconds=sum(s.timing.prefill_s + s.timing.scoring_s + s.timing.decode_s for s in cell.samples),
-                provenance=record,
-            )
-            write_cell(cell.path, result)
-            written.append(cell.path)
-            logger.info(
-                "%s %s %s budget=%s: %.1f over %d samples", task, cell.config.protocol, cell.config.method,
-                cell.config.budget if cell.config.budget_ratio is None else f"{cell.config.budget_ratio:g}n",
-                result.mean_score, len(cell.samples),
-            )
-        logger.info("%s: done in %.0f s", task, elapsed)
+        for length in config.lengths_for(task):
+            name = task if length is None else f"{task} at {length} tokens"
+            cells = [
+                cell for cell in _plan_cells(task, benchmark, config, max_prompt_tokens, length)
+                if not _is_finished(cell.path, cell.config)
+            ]
+            if not cells:
+                logger.info("%s: every cell is finished, skipping", name)
+                continue
+            logger.info("%s: running %d cells", name, len(cells))
+            written += _run_cells(name, length, cells, config, loaded, record)
     return written
+
+
+@dataclass
+class LoadedModel:
+    """The model of a run, with what its cells need to know about it."""
+
+    model: object
+    tokenizer: object
+    stops: set[int]
+    info: ModelInfo
+    max_prompt_tokens: int  # longer prompts are truncated in the middle
+
+
+def _run_cells(
+    name: str, length: int | None, cells: list[Cell], config: GridConfig, loaded: LoadedModel, record
+) -> list[Path]:
+    """Run the pending ``cells`` of one task and length over its samples, then write each cell."""
+    task = cells[0].config.task
+    samples = load_samples(task, config, loaded.tokenizer, length)[: cells[0].config.num_samples]
+    prompts = _encode_all(samples, cells, loaded.tokenizer, loaded.max_prompt_tokens)
+    runner = PromptRun(
+        loaded.model, loaded.tokenizer, loaded.stops, loaded.info, config.seed, config.decode_batch
+    )
+    started = time.perf_counter()
+    for sample in tqdm(samples, desc=name, unit="prompt"):
+        for protocol in config.protocols:
+            protocol_cells = [cell for cell in cells if cell.config.protocol == protocol]
+            if protocol_cells:
+                runner.run(sample, prompts[sample.sample_id], protocol, protocol_cells)
+
+    written = []
+    for cell in cells:
+        result = CellResult(
+            schema_version=SCHEMA_VERSION,
+            config=cell.config,
+            model=loaded.info,
+            samples=cell.samples,
+            mean_score=sample_mean(cell.samples),
+            total_seconds=sum(s.timing.prefill_s + s.timing.scoring_s + s.timing.decode_s for s in cell.samples),
+            provenance=record,
+        )
+        write_cell(cell.path, result)
+        written.append(cell.path)
+        logger.info(
+            "%s %s %s budget=%s: %.1f over %d samples", name, cell.config.protocol, cell.config.method,
+            cell.config.budget if cell.config.budget_ratio is None else f"{cell.config.budget_ratio:g}n",
+            result.mean_score, len(cell.samples),
+        )
+    logger.info("%s: done in %.0f s", name, time.perf_counter() - started)
+    return written
+
+
+def check_lengths(config: GridConfig, max_prompt_tokens: int) -> None:
+    """Refuse generated prompts longer than the model can read, instead of truncating away their needles."""
+    for task in config.tasks:
+        for length in config.lengths_for(task):
+            # Generated prompts land within 2% of their target, and the answer needs room too.
+            needed = None if length is None else math.ceil(length * 1.02) + ruler.TASKS[task].max_new_tokens
+            if needed is not None and needed > max_prompt_tokens:
+                raise ValueError(
+                    f"{task} at {length} tokens (up to {needed} with its answer) does not fit the model's "
+                    f"{max_prompt_tokens}-token limit "
+                    "(its max_position_embeddings, or --max-prompt-tokens). Drop that length from the "
+                    "context lengths, or use a model with a longer window."
+                )
 
 
 def _encode_all(samples: list[Sample], cells: list[Cell], tokenizer, max_prompt_tokens: int) -> dict:

@@ -191,14 +191,20 @@ def cell_filename(
     protocol: str = "prompt",
     budget_ratio: float | None = None,
     method_seed: int | None = None,
+    context_tokens: int | None = None,
 ) -> str:
-    """File name of a cell inside the results directory."""
+    """File name of a cell inside the results directory.
+
+    Generated tasks carry their target length, ``ctx4096-``, so that one
+    directory can hold a task at several lengths.
+    """
     if budget_ratio is not None:
         budget_part = f"r{budget_ratio:g}"
     else:
         budget_part = "full" if budget is None else f"b{budget}"
     seed_part = "" if method_seed is None else f"-s{method_seed}"
-    return f"{task}/{protocol}-{method}-{budget_part}{seed_part}.json"
+    length_part = "" if context_tokens is None else f"ctx{context_tokens}-"
+    return f"{task}/{length_part}{protocol}-{method}-{budget_part}{seed_part}.json"
 
 
 def sample_mean(samples: list[SampleResult]) -> float:

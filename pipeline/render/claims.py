@@ -6,69 +6,107 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipeline.render.results import METHOD_LABELS, OUR_METHOD, TASK_LABELS, macro_key, score_pivot
+from pipeline.render.latex import Latex, format_number
+from pipeline.render.results import METHOD_LABELS, OUR_METHOD, macro_key, prompt_scores, score_pivot
+from pipeline.render.tasks import task_label
+from pipeline.stats.bootstrap import PairedDifference, paired_difference, paired_task_average
 
 # A RULER task (accuracy, 0-100) on which the full cache scores below this is
 # uninformative about compression. Overlap metrics such as ROUGE-L have no such scale.
 WEAK_TASK_SCORE = 50.0
 
-# Average differences within this many points (0-100 scale) read as "matches".
-# NOTE: a fixed margin, not a statistical test; paired bootstrap intervals replace it later.
-TIE_MARGIN = 0.5
-
 
 @dataclass(frozen=True)
 class Comparison:
-    """CircuitKV against the strongest other compressed method at one budget."""
+    """CircuitKV against the strongest other compressed method at one budget.
+
+    The verdict rests on the paired bootstrap of the task-averaged difference
+    (ours minus baseline): "improves on" or "falls behind" only when its 95%
+    interval excludes zero. Per task, ``tasks_won`` and ``tasks_lost`` are the
+    tasks where the paired interval against that task's best baseline lies
+    above or below zero.
+    """
 
     budget: int
-    verdict: str  # "improves on", "matches" or "falls behind"
+    verdict: str  # "improves on", "falls behind" or "cannot be told apart from"
     baseline: str  # display name of the strongest baseline
     ours_key: str
     baseline_key: str
+    difference_key: str  # the macros KEY/mean, KEY/low and KEY/high give the interval
     tasks_won: list[str]
     tasks_lost: list[str]
+    difference: PairedDifference
 
 
-def verdict(difference: float, margin: float = TIE_MARGIN) -> str:
-    """Phrase for an average difference (ours minus baseline) in points."""
-    if difference > margin:
+def verdict(difference: PairedDifference) -> str:
+    """Return the phrase for a paired difference (ours minus baseline)."""
+    if difference.interval.low > 0:
         return "improves on"
-    if difference < -margin:
+    if difference.interval.high < 0:
         return "falls behind"
-    return "matches"
+    return "cannot be told apart from"
 
 
-def compare(frame: pd.DataFrame) -> list[Comparison]:
+def _paired(scores: dict, ours: tuple, theirs: tuple) -> tuple[list[float], list[float]]:
+    shared = sorted(set(scores[ours]) & set(scores[theirs]))
+    return [scores[ours][i] for i in shared], [scores[theirs][i] for i in shared]
+
+
+def compare(frame: pd.DataFrame, cells: list) -> list[Comparison]:
     """Compare CircuitKV with the strongest baseline at each budget where both have complete averages."""
     pivot = score_pivot(frame)
+    scores = prompt_scores(cells)
     comparisons = []
     for budget in sorted(pivot.index.get_level_values("budget").unique()):
         if budget == 0 or (OUR_METHOD, budget) not in pivot.index:
             continue
         rows = pivot.xs(budget, level="budget")
         baselines = rows.drop(index=[OUR_METHOD, "full"], errors="ignore").dropna(subset=["avg"])
-        ours = rows.loc[OUR_METHOD]
-        if baselines.empty or pd.isna(ours["avg"]):
+        if baselines.empty or pd.isna(rows.loc[OUR_METHOD, "avg"]):
             continue
 
         best = baselines["avg"].idxmax()
         tasks = [column for column in rows.columns if column != "avg"]
-        strongest = baselines[tasks].max()
-        won = [TASK_LABELS.get(t, t) for t in tasks if ours[t] > strongest[t] + TIE_MARGIN]
-        lost = [TASK_LABELS.get(t, t) for t in tasks if ours[t] < strongest[t] - TIE_MARGIN]
+        average = paired_task_average(
+            [_paired(scores, (task, OUR_METHOD, budget), (task, best, budget)) for task in tasks]
+        )
+        won, lost = [], []
+        for task in tasks:
+            strongest = baselines[task].idxmax()
+            difference = paired_difference(*_paired(scores, (task, OUR_METHOD, budget), (task, strongest, budget)))
+            if difference.interval.low > 0:
+                won.append(task_label(task))
+            elif difference.interval.high < 0:
+                lost.append(task_label(task))
         comparisons.append(
             Comparison(
                 budget=int(budget),
-                verdict=verdict(float(ours["avg"] - baselines.loc[best, "avg"])),
+                verdict=verdict(average),
                 baseline=METHOD_LABELS.get(best, best),
                 ours_key=macro_key("avg", OUR_METHOD, budget),
                 baseline_key=macro_key("avg", best, budget),
+                difference_key=f"diff/{best}/b{budget}",
                 tasks_won=won,
                 tasks_lost=lost,
+                difference=average,
             )
         )
     return comparisons
+
+
+def difference_macros(comparisons: list[Comparison]) -> list[tuple[str, Latex, str]]:
+    """Return the result macros of each comparison's interval: ``KEY/mean``, ``KEY/low`` and ``KEY/high``."""
+    macros = []
+    for comparison in comparisons:
+        interval = comparison.difference.interval
+        source = Latex(
+            f"paired bootstrap (1000 resamples, seed 0) over the prompt-protocol cells, CircuitKV minus "
+            f"{comparison.baseline} at budget {comparison.budget}, averaged over tasks"
+        )
+        for name in ("mean", "low", "high"):
+            text = format_number(getattr(interval, name))
+            macros.append((f"{comparison.difference_key}/{name}", Latex(text.replace("-", "$-$", 1)), source))
+    return macros
 
 
 @dataclass(frozen=True)
@@ -87,7 +125,7 @@ def weak_tasks(frame: pd.DataFrame, threshold: float = WEAK_TASK_SCORE) -> list[
     full = pivot.loc[("full", 0)].drop("avg")
     accuracy_tasks = set(frame.loc[frame.benchmark == "ruler", "task"])
     return [
-        WeakTask(TASK_LABELS.get(task, task), macro_key(task, "full", 0))
+        WeakTask(task_label(task), macro_key(task, "full", 0))
         for task, score in full.items()
         if task in accuracy_tasks and not pd.isna(score) and score < threshold
     ]

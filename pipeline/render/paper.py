@@ -19,17 +19,18 @@ import yaml
 from pipeline.atomic import write_text_atomically
 from pipeline.experiments.schema import ResultsError, read_cell
 from pipeline.render import claims, figures
-from pipeline.render.latex import Latex, format_number, make_environment
+from pipeline.render.latex import Latex, make_environment
 from pipeline.render.results import (
     METHOD_LABELS,
     METHOD_ORDER,
     OUR_METHOD,
-    TASK_LABELS,
     main_table,
     result_macros,
     results_frame,
     task_order,
 )
+from pipeline.render.tasks import RULER_DESCRIPTIONS, base_name, task_label
+from pipeline.stats.bootstrap import CONFIDENCE, RESAMPLES
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _setup(cells) -> dict:
         "dtype": first.model.dtype,
         "device": first.provenance.device_name,
         "device_type": first.model.device,
-        "samples": [{"task": TASK_LABELS.get(task, task), "count": count} for task, count in samples],
+        "samples": [{"task": task_label(task), "count": count} for task, count in samples],
         "context_tokens": context,
         "budgets": budgets,
         "params": params,
@@ -140,6 +141,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
 
     figure_path = figures.average_by_budget(frame, figure_dir / FIGURE_RESULTS)
     labels, rows = main_table(frame)
+    comparisons = claims.compare(frame, cells)
     context = {
         "mode": mode,
         "style_package": KIT_STYLE if kit else OUR_STYLE,
@@ -148,11 +150,19 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         "people": read_authors(paper_dir / "authors.yaml") if mode != "review" else None,
         "table_columns": labels,
         "table_rows": rows,
-        "macros": result_macros(frame),
-        "comparisons": claims.compare(frame),
+        "macros": result_macros(frame) + claims.difference_macros(comparisons),
+        "comparisons": comparisons,
         "weak_tasks": claims.weak_tasks(frame),
-        "tie_margin": format_number(claims.TIE_MARGIN),
-        "tasks": [TASK_LABELS.get(task, task) for task in task_order(frame)],
+        "tasks": [task_label(task) for task in task_order(frame)],
+        "ruler_tasks": [
+            {"label": task_label(task), "description": RULER_DESCRIPTIONS[task]}
+            for task in dict.fromkeys(base_name(key) for key in task_order(frame)) if task in RULER_DESCRIPTIONS
+        ],
+        "longbench_tasks": [
+            task_label(task) for task in dict.fromkeys(task_order(frame))
+            if set(frame.loc[frame.task == task, "benchmark"]) == {"longbench"}
+        ],
+        "bootstrap": {"confidence": round(CONFIDENCE * 100), "resamples": RESAMPLES},
         "baselines": [
             METHOD_LABELS[method] for method in METHOD_ORDER
             if method in set(frame.method) and method not in ("full", OUR_METHOD)

@@ -15,6 +15,8 @@ import pandas as pd
 
 from pipeline.experiments.schema import CellResult
 from pipeline.render.latex import Latex, format_number
+from pipeline.render.tasks import task_key, task_label
+from pipeline.stats.summary import per_prompt_scores
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +29,14 @@ METHOD_LABELS = {
     "pyramidkv": "PyramidKV",
     "circuitkv": "CircuitKV (Ours)",
 }
-TASK_LABELS = {
-    "niah_single_1": "NIAH single",
-    "niah_multikey_1": "NIAH multi-key",
-    "multi_news": "MultiNews",
-}
 OUR_METHOD = "circuitkv"
 
 
 def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt") -> pd.DataFrame:
     """One row per cell: task, benchmark, method, budget (0 for the full cache), mean score, samples, file.
+
+    ``task`` is the table key: the task's name, or ``TASK-ctxN`` for a task
+    whose cells cover several prompt lengths, so that lengths never mix.
 
     Only cells of ``protocol`` with absolute budgets are kept; budget-ratio cells
     do not share one budget across prompts and have no column in these tables.
@@ -45,14 +45,12 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
     deviation over seeds, 0 for one seed) and their files joined by "; ".
     """
     rows = []
-    left_out = 0
-    for path, cell in cells:
-        if cell.config.protocol != protocol or cell.config.budget_ratio is not None:
-            left_out += 1
-            continue
+    kept = table_cells(cells, protocol)
+    left_out = len(cells) - len(kept)
+    for key, path, cell in kept:
         rows.append(
             {
-                "task": cell.config.task,
+                "task": key[0],
                 "benchmark": cell.config.benchmark,
                 "method": cell.config.method,
                 "budget": cell.config.budget or 0,
@@ -82,6 +80,30 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
         file=("file", "; ".join),
     )
     return merged.reset_index()
+
+
+def table_cells(cells: list[tuple[Path, CellResult]], protocol: str = "prompt") -> list[tuple[tuple, Path, CellResult]]:
+    """The cells the tables use, each with its key (table task key, method, budget with 0 for the full cache)."""
+    lengths: dict[str, set] = {}
+    for _, cell in cells:
+        lengths.setdefault(cell.config.task, set()).add(cell.config.context_tokens)
+    kept = []
+    for path, cell in cells:
+        config = cell.config
+        if config.protocol != protocol or config.budget_ratio is not None:
+            continue
+        key = (task_key(config.task, config.context_tokens, len(lengths[config.task]) > 1), config.method,
+               config.budget or 0)
+        kept.append((key, path, cell))
+    return kept
+
+
+def prompt_scores(cells: list[tuple[Path, CellResult]], protocol: str = "prompt") -> dict[tuple, dict[str, float]]:
+    """Per table key, each prompt's score, averaged over method seeds."""
+    grouped: dict[tuple, list[CellResult]] = {}
+    for key, _, cell in table_cells(cells, protocol):
+        grouped.setdefault(key, []).append(cell)
+    return {key: per_prompt_scores(members) for key, members in grouped.items()}
 
 
 def task_order(frame: pd.DataFrame) -> list[str]:
@@ -145,7 +167,7 @@ def main_table(frame: pd.DataFrame) -> tuple[list[str], list[TableRow]]:
             )
         )
         previous_budget = budget
-    labels = [TASK_LABELS.get(task, task) for task in columns[:-1]] + ["Avg."]
+    labels = [task_label(task) for task in columns[:-1]] + ["Avg."]
     return labels, rows
 
 

@@ -109,3 +109,35 @@ def paired_difference(
     low, high = _percentiles(means, confidence)
     interval = Interval(float(differences.mean()), low, high, len(differences))
     return PairedDifference(interval, float((means > 0).mean()))
+
+
+def paired_task_average(
+    pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> PairedDifference:
+    """Return the unweighted mean over tasks of each task's mean ``first - second``, with its interval.
+
+    ``pairs`` holds one (first, second) pair of paired score lists per task.
+    Each resample draws prompts with replacement within every task (a
+    stratified bootstrap), so each task keeps its weight in the average, as
+    in a table's average column.
+    """
+    if not pairs:
+        raise ValueError("A task average needs at least one task.")
+    rng = np.random.default_rng(seed)
+    task_means = np.zeros(len(pairs))
+    resampled = np.zeros(resamples)  # (R,) sum over tasks of resampled task means
+    for index, (first, second) in enumerate(pairs):
+        if len(first) != len(second):
+            raise ValueError(f"Task {index}: paired scores need equal lengths, got {len(first)} and {len(second)}.")
+        differences = _check(np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64),
+                             confidence, resamples)
+        task_means[index] = differences.mean()
+        draws = rng.integers(0, len(differences), size=(resamples, len(differences)))  # (R, n_task)
+        resampled += differences[draws].mean(axis=1)
+    resampled /= len(pairs)
+    low, high = _percentiles(resampled, confidence)
+    interval = Interval(float(task_means.mean()), low, high, sum(len(first) for first, _ in pairs))
+    return PairedDifference(interval, float((resampled > 0).mean()))

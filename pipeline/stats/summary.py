@@ -1,14 +1,16 @@
-"""Intervals for every cell and paired differences against CircuitKV, written next to the cells.
+"""Intervals for every cell and paired differences between methods, written next to the cells.
 
 ``python -m pipeline.stats.summary`` reads ``data/results/cells`` and writes
 ``data/results/summary.json``:
 
 - ``cells``: per cell, the mean score over samples with its 95% bootstrap
-  interval and the number of samples;
-- ``paired``: per task, protocol and budget, each other method's score minus
-  CircuitKV's on the prompts both were run on, with the interval of the mean
-  difference and the share of resamples in which it is positive. The full
-  cache is compared at every budget.
+  interval and the number of samples; for a stochastic method run with
+  several seeds, each seed's mean and their sample standard deviation;
+- ``paired``: per task, prompt length, protocol and budget, every method's
+  score minus every other method's on the prompts both were run on, with the
+  interval of the mean difference and the share of resamples in which it is
+  positive. Pairs with CircuitKV always subtract CircuitKV (``against``); the
+  full cache is compared at every budget.
 
 Cells of a stochastic method that differ only in their method seed are
 averaged per prompt first, so a prompt counts once.
@@ -19,9 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 from collections import defaultdict
 from dataclasses import asdict
+from itertools import combinations
 from pathlib import Path
 
 from pipeline.atomic import write_text_atomically
@@ -31,11 +35,12 @@ from pipeline.stats.bootstrap import bootstrap_mean, paired_difference
 logger = logging.getLogger(__name__)
 
 REFERENCE_METHOD = "circuitkv"
+KEY_FIELDS = ("task", "context_tokens", "protocol", "method", "budget", "budget_ratio")
 
 
 def _group_key(cell: CellResult) -> tuple:
     config = cell.config
-    return (config.task, config.protocol, config.method, config.budget, config.budget_ratio)
+    return (config.task, config.context_tokens, config.protocol, config.method, config.budget, config.budget_ratio)
 
 
 def per_prompt_scores(cells: list[CellResult]) -> dict[str, float]:
@@ -47,6 +52,13 @@ def per_prompt_scores(cells: list[CellResult]) -> dict[str, float]:
     return {sample_id: sum(scores) / len(scores) for sample_id, scores in totals.items()}
 
 
+def _ordered(first: tuple, second: tuple, reference: str) -> tuple[tuple, tuple]:
+    """Return (method, against): CircuitKV is always subtracted, other pairs by name."""
+    if first[3] == reference or (second[3] != reference and second[3] < first[3]):
+        return second, first
+    return first, second
+
+
 def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_METHOD) -> dict:
     """Build the summary of ``cells`` (see the module docstring)."""
     groups: dict[tuple, list[tuple[Path, CellResult]]] = defaultdict(list)
@@ -56,34 +68,42 @@ def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_M
     scores = {key: per_prompt_scores([cell for _, cell in members]) for key, members in groups.items()}
     summary_cells = []
     for key, members in sorted(groups.items(), key=lambda item: str(item[0])):
-        task, protocol, method, budget, ratio = key
         interval = bootstrap_mean(list(scores[key].values()))
+        seed_means = [cell.mean_score for _, cell in members]
         summary_cells.append({
-            "task": task, "protocol": protocol, "method": method, "budget": budget, "budget_ratio": ratio,
-            "num_seeds": len(members), "files": [str(path) for path, _ in members], **asdict(interval),
+            **dict(zip(KEY_FIELDS, key)),
+            "num_seeds": len(members),
+            "seed_means": seed_means,
+            "seed_std": statistics.stdev(seed_means) if len(seed_means) > 1 else 0.0,
+            "files": [str(path) for path, _ in members],
+            **asdict(interval),
         })
 
+    # Methods are compared within one task, length and protocol, at one budget; the full cache joins every budget.
+    settings: dict[tuple, list[tuple]] = defaultdict(list)
+    for key in groups:
+        settings[key[:3]].append(key)
     paired = []
-    for key in sorted(groups, key=str):
-        task, protocol, method, budget, ratio = key
-        if method != reference:
-            continue
-        ours = scores[key]
-        for other_key, theirs in scores.items():
-            other_task, other_protocol, other_method, other_budget, other_ratio = other_key
-            same_setting = (other_task, other_protocol) == (task, protocol) and other_method != reference
-            is_full_cache = other_budget is None and other_ratio is None
-            comparable = (other_budget, other_ratio) == (budget, ratio) or is_full_cache
-            if not (same_setting and comparable):
+    for setting in sorted(settings, key=str):
+        keys = sorted(settings[setting], key=str)
+        for first, second in combinations(keys, 2):
+            one_full = (first[4], first[5]) == (None, None) or (second[4], second[5]) == (None, None)
+            if (first[4], first[5]) != (second[4], second[5]) and not one_full:
                 continue
-            shared = sorted(set(ours) & set(theirs))
+            method, against = _ordered(first, second, reference)
+            budget = against if (method[4], method[5]) == (None, None) else method
+            shared = sorted(set(scores[method]) & set(scores[against]))
             if not shared:
-                logger.warning("%s and %s share no prompts on %s; no paired difference", other_method, method, task)
+                logger.warning("%s and %s share no prompts on %s; no paired difference", method[3], against[3],
+                               setting[0])
                 continue
-            difference = paired_difference([theirs[i] for i in shared], [ours[i] for i in shared])
+            difference = paired_difference(
+                [scores[method][i] for i in shared], [scores[against][i] for i in shared]
+            )
             paired.append({
-                "task": task, "protocol": protocol, "budget": budget, "budget_ratio": ratio,
-                "method": other_method, "against": reference, "num_samples": len(shared),
+                "task": setting[0], "context_tokens": setting[1], "protocol": setting[2],
+                "budget": budget[4], "budget_ratio": budget[5],
+                "method": method[3], "against": against[3], "num_samples": len(shared),
                 "mean_difference": difference.interval.mean, "low": difference.interval.low,
                 "high": difference.interval.high, "share_positive": difference.share_positive,
                 "excludes_zero": difference.excludes_zero,
