@@ -183,3 +183,20 @@ def test_method_seeds_are_averaged_in_tables(write_results, tmp_path):
     assert row.score_std == pytest.approx(14.142, abs=1e-3)
     sources = {key: str(source) for key, _, source in result_macros(frame)}
     assert sources["niah_single_1/circuitkv/b128"].startswith("mean over 2 method seeds")
+
+
+def test_needle_sweep_gets_an_appendix_heatmap_and_no_table_column(write_results, tmp_path):
+    from test_summary import write_sweep
+
+    directory = write_results(standard_scores())
+    tex = paper.render(directory, tmp_path / "plain", tmp_path / "f0").read_text()
+    assert r"\appendix" not in tex
+
+    for method, budget in (("full", None), ("snapkv", 128), ("circuitkv", 128)):
+        write_sweep(directory, method, budget, {(1024, 0): 100.0, (1024, 100): 0.0, (2048, 0): 50.0})
+    tex = paper.render(directory, tmp_path / "p", tmp_path / "f").read_text()
+    assert r"\appendix" in tex
+    assert r"\includegraphics[width=\textwidth]{figures/needle_sweep.pdf}" in tex
+    assert (tmp_path / "p" / "figures" / "needle_sweep.pdf").is_file()
+    table = tex[tex.index(r"\begin{tabular}") : tex.index(r"\end{tabular}")]
+    assert "NIAH sweep" not in table

@@ -61,3 +61,42 @@ def test_cli_writes_summary_and_reports_missing_cells(write_results, tmp_path):
     assert main(["--results-dir", str(directory)]) == 0
     assert json.loads((directory / "summary.json").read_text())["paired"]
     assert main(["--results-dir", str(tmp_path / "empty")]) == 2
+
+
+def write_sweep(directory, method: str, budget, scores: dict):
+    """A needle-sweep cell whose sample at (length, depth) scores ``scores[(length, depth)]``."""
+    from conftest import _cell
+
+    from pipeline.experiments.schema import cell_filename
+
+    data = _cell("niah_sweep", method, budget, 0.0, num_samples=len(scores))
+    data["config"]["context_tokens"] = None
+    for sample, ((length, depth), score) in zip(data["samples"], scores.items()):
+        sample["sample_id"] = f"niah_sweep-s0-n{length}-d{depth}"
+        sample["score"] = score
+    data["mean_score"] = sum(scores.values()) / len(scores)
+    path = directory / "cells" / cell_filename("niah_sweep", method, budget)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def test_sweep_grid_places_each_sample_at_its_length_and_depth(write_results):
+    directory = write_results(standard_scores())
+    write_sweep(directory, "snapkv", 128, {(1024, 0): 100.0, (1024, 50): 0.0, (2048, 0): 100.0})
+    [grid] = summarize(load(directory))["sweep"]
+    assert (grid["method"], grid["budget"]) == ("snapkv", 128)
+    assert grid["lengths"] == [1024, 2048]
+    assert grid["depths"] == [0, 50]
+    assert grid["scores"] == [[100.0, 0.0], [100.0, None]]
+
+
+def test_longbench_e_cells_get_length_bins(write_results):
+    directory = write_results({("multi_news", "full", None): 30.0})
+    path = directory / "cells" / "multi_news" / "prompt-full-full.json"
+    data = json.loads(path.read_text())
+    for sample, (length, score) in zip(data["samples"], [(3000, 20.0), (9000, 40.0)]):
+        sample["length"] = length
+        sample["score"] = score
+    path.write_text(json.dumps(data))
+    [entry] = summarize(load(directory))["length_bins"]
+    assert entry["bins"] == {"0-4k": {"mean": 20.0, "num_samples": 1}, "8k+": {"mean": 40.0, "num_samples": 1}}

@@ -63,7 +63,56 @@ def average_by_budget(frame: pd.DataFrame, path: Path) -> Path:
     axes.legend(ncol=2, frameon=False, loc="upper left")
     axes.spines[["top", "right"]].set_visible(False)
     figure.tight_layout(pad=0.3)
+    return _save(figure, path)
 
+
+def sweep_heatmaps(grids: list[dict], path: Path) -> Path:
+    """Appendix figure: the needle sweep's score per prompt length (y) and needle depth (x).
+
+    One panel per method (columns, full cache first) and budget (rows) of the
+    prompt protocol; the full cache does not depend on the budget, so its
+    panel repeats in every row.
+    """
+    grids = [grid for grid in grids if grid["protocol"] == "prompt" and grid["budget_ratio"] is None]
+    if not grids:
+        raise ValueError("No needle-sweep results of the prompt protocol to draw.")
+    methods = [m for m in METHOD_LABELS if any(grid["method"] == m for grid in grids)]
+    methods += sorted({grid["method"] for grid in grids} - set(methods))
+    budgets = sorted({grid["budget"] for grid in grids if grid["budget"] is not None}) or [None]
+    by_key = {(grid["method"], grid["budget"]): grid for grid in grids}
+
+    figure, axes = plt.subplots(
+        len(budgets), len(methods), figsize=(6.75, 0.5 + 1.0 * len(budgets)), squeeze=False,
+        sharex=True, sharey=True, layout="constrained",
+    )
+    image = None
+    for row, budget in enumerate(budgets):
+        for column, method in enumerate(methods):
+            panel = axes[row][column]
+            grid = by_key.get((method, None if method == "full" else budget))
+            if row == 0:
+                panel.set_title(METHOD_LABELS.get(method, method), fontsize=6)
+            if column == 0:
+                panel.set_ylabel("Tokens" if budget is None else f"B = {budget}\nTokens", fontsize=6)
+            if grid is None:
+                panel.set_xticks([])
+                panel.set_yticks([])
+                continue
+            values = [[float("nan") if value is None else value for value in line] for line in grid["scores"]]
+            image = panel.imshow(values, vmin=0, vmax=100, cmap="viridis", aspect="auto", origin="lower")
+            depth_labels = [str(depth) if index % 3 == 0 else "" for index, depth in enumerate(grid["depths"])]
+            panel.set_xticks(range(len(grid["depths"])), depth_labels, fontsize=5)
+            length_labels = [str(length) for length in grid["lengths"]]
+            panel.set_yticks(range(len(grid["lengths"])), length_labels, fontsize=5)
+    for panel in axes[-1]:
+        panel.set_xlabel("Depth (%)", fontsize=6)
+    if image is not None:
+        figure.colorbar(image, ax=axes, shrink=0.9, pad=0.01, label="Score").ax.tick_params(labelsize=5)
+    return _save(figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    """Write ``figure`` as a PDF atomically, without metadata that changes between runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     figure.savefig(temporary, format="pdf", metadata=PDF_METADATA)

@@ -31,6 +31,7 @@ from pipeline.render.results import (
 )
 from pipeline.render.tasks import RULER_DESCRIPTIONS, base_name, task_label
 from pipeline.stats.bootstrap import CONFIDENCE, RESAMPLES
+from pipeline.stats.breakdowns import sweep_grids
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ KIT_STYLE = "icml2026"
 MODES = ("review", "accepted", "preprint")
 ASSETS = ("references.bib",)
 FIGURE_RESULTS = "average_by_budget.pdf"
+FIGURE_SWEEP = "needle_sweep.pdf"
 
 
 class PaperError(RuntimeError):
@@ -139,7 +141,10 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
     cells = load_cells(results_dir)
     frame = results_frame(cells)
 
-    figure_path = figures.average_by_budget(frame, figure_dir / FIGURE_RESULTS)
+    figure_paths = [figures.average_by_budget(frame, figure_dir / FIGURE_RESULTS)]
+    grids = sweep_grids(cells)
+    if any(grid["protocol"] == "prompt" and grid["budget_ratio"] is None for grid in grids):
+        figure_paths.append(figures.sweep_heatmaps(grids, figure_dir / FIGURE_SWEEP))
     labels, rows = main_table(frame)
     comparisons = claims.compare(frame, cells)
     context = {
@@ -169,6 +174,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         ],
         "setup": _setup(cells),
         "figure_results": Latex(f"figures/{FIGURE_RESULTS}"),
+        "figure_sweep": Latex(f"figures/{FIGURE_SWEEP}") if len(figure_paths) > 1 else None,
     }
 
     environment = make_environment(TEMPLATES)
@@ -181,7 +187,8 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
 
     paper_dir.mkdir(parents=True, exist_ok=True)
     (paper_dir / "figures").mkdir(exist_ok=True)
-    shutil.copyfile(figure_path, paper_dir / "figures" / FIGURE_RESULTS)
+    for figure_path in figure_paths:
+        shutil.copyfile(figure_path, paper_dir / "figures" / figure_path.name)
     for asset in ASSETS:
         shutil.copyfile(TEMPLATES / asset, paper_dir / asset)
     if kit:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.benchmarks.ruler import SWEEP_TASK
 from pipeline.experiments.schema import CellResult
 from pipeline.render.latex import Latex, format_number
 from pipeline.render.tasks import task_key, task_label
@@ -40,6 +41,7 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
 
     Only cells of ``protocol`` with absolute budgets are kept; budget-ratio cells
     do not share one budget across prompts and have no column in these tables.
+    The needle sweep has its own figure and no column.
     Cells that differ only in their method seed become one row whose score is
     the mean over seeds, with ``num_seeds``, ``score_std`` (sample standard
     deviation over seeds, 0 for one seed) and their files joined by "; ".
@@ -90,7 +92,7 @@ def table_cells(cells: list[tuple[Path, CellResult]], protocol: str = "prompt") 
     kept = []
     for path, cell in cells:
         config = cell.config
-        if config.protocol != protocol or config.budget_ratio is not None:
+        if config.protocol != protocol or config.budget_ratio is not None or config.task == SWEEP_TASK:
             continue
         key = (task_key(config.task, config.context_tokens, len(lengths[config.task]) > 1), config.method,
                config.budget or 0)

@@ -10,7 +10,10 @@
   score minus every other method's on the prompts both were run on, with the
   interval of the mean difference and the share of resamples in which it is
   positive. Pairs with CircuitKV always subtract CircuitKV (``against``); the
-  full cache is compared at every budget.
+  full cache is compared at every budget;
+- ``sweep``: the needle sweep's mean score per prompt length and needle depth,
+  per method and budget;
+- ``length_bins``: LongBench-E scores per length bin (0-4k, 4-8k, 8k+).
 
 Cells of a stochastic method that differ only in their method seed are
 averaged per prompt first, so a prompt counts once.
@@ -31,6 +34,7 @@ from pathlib import Path
 from pipeline.atomic import write_text_atomically
 from pipeline.experiments.schema import CellResult, ResultsError, read_cell
 from pipeline.stats.bootstrap import bootstrap_mean, paired_difference
+from pipeline.stats.breakdowns import length_bins, sweep_grids
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +112,10 @@ def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_M
                 "high": difference.interval.high, "share_positive": difference.share_positive,
                 "excludes_zero": difference.excludes_zero,
             })
-    return {"confidence": 0.95, "resamples": 1000, "cells": summary_cells, "paired": paired}
+    return {
+        "confidence": 0.95, "resamples": 1000, "cells": summary_cells, "paired": paired,
+        "sweep": sweep_grids(cells), "length_bins": length_bins(cells),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
