@@ -183,6 +183,12 @@ def test_method_seeds_are_averaged_in_tables(write_results, tmp_path):
     assert row.score_std == pytest.approx(14.142, abs=1e-3)
     sources = {key: str(source) for key, _, source in result_macros(frame)}
     assert sources["niah_single_1/circuitkv/b128"].startswith("mean over 2 method seeds")
+    values = {key: str(value) for key, value, _ in result_macros(frame)}
+    assert values["seedstd/circuitkv/max"] == "14.1"
+
+    tex = paper.render(directory, tmp_path / "p", tmp_path / "f").read_text()
+    assert r"so it ran with 2 seeds" in tex
+    assert r"at most \result{seedstd/circuitkv/max} points" in tex
 
 
 def test_needle_sweep_gets_an_appendix_heatmap_and_no_table_column(write_results, tmp_path):

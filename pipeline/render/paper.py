@@ -27,6 +27,7 @@ from pipeline.render.results import (
     main_table,
     result_macros,
     results_frame,
+    seed_spreads,
     task_order,
 )
 from pipeline.render.tasks import RULER_DESCRIPTIONS, base_name, task_label
@@ -158,6 +159,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         "macros": result_macros(frame) + claims.difference_macros(comparisons),
         "comparisons": comparisons,
         "weak_tasks": claims.weak_tasks(frame),
+        "seed_spreads": seed_spreads(frame),
         "tasks": [task_label(task) for task in task_order(frame)],
         "ruler_tasks": [
             {"label": task_label(task), "description": RULER_DESCRIPTIONS[task]}

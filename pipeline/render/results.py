@@ -197,4 +197,21 @@ def result_macros(frame: pd.DataFrame) -> list[tuple[str, Latex, str]]:
         files = frame[(frame.method == method) & (frame.budget == budget)]["file"]
         source = Latex("mean over tasks of mean_score in " + ", ".join(sorted(files)))
         macros.append((macro_key("avg", method, budget), format_number(value), source))
+    for spread in seed_spreads(frame):
+        source = Latex(f"largest standard deviation over method seeds of mean_score, {spread['method']} cells")
+        macros.append((spread["key"], format_number(spread["max_std"]), source))
     return macros
+
+
+def seed_spreads(frame: pd.DataFrame) -> list[dict]:
+    """Return, per method run with several seeds, the seed count and the largest per-cell standard deviation."""
+    spreads = []
+    for method in [m for m in METHOD_ORDER if m in set(frame.method)] + sorted(set(frame.method) - set(METHOD_ORDER)):
+        rows = frame[(frame.method == method) & (frame.num_seeds > 1)]
+        if rows.empty:
+            continue
+        spreads.append({
+            "method": method, "label": METHOD_LABELS.get(method, method), "num_seeds": int(rows.num_seeds.min()),
+            "max_std": float(rows.score_std.max()), "key": f"seedstd/{method}/max",
+        })
+    return spreads
