@@ -100,3 +100,17 @@ def test_longbench_e_cells_get_length_bins(write_results):
     path.write_text(json.dumps(data))
     [entry] = summarize(load(directory))["length_bins"]
     assert entry["bins"] == {"0-4k": {"mean": 20.0, "num_samples": 1}, "8k+": {"mean": 40.0, "num_samples": 1}}
+
+
+def test_table_lists_each_cell_with_truncated_prompts(write_results, capsys):
+    directory = write_results({("multi_news", "full", None): 30.0, ("niah_single_1", "snapkv", 128): 55.0})
+    path = directory / "cells" / "multi_news" / "prompt-full-full.json"
+    data = json.loads(path.read_text())
+    data["samples"][0]["truncated"] = True
+    path.write_text(json.dumps(data))
+
+    assert main(["--results-dir", str(directory), "--table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["task", "length", "method", "budget", "mean", "95%", "interval", "n", "truncated"]
+    assert lines[1].split() == ["multi_news", "-", "full", "full", "30.0", "[30.0,", "30.0]", "2", "1"]
+    assert lines[2].split() == ["niah_single_1", "4096", "snapkv", "128", "55.0", "[55.0,", "55.0]", "2", "0"]

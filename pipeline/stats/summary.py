@@ -79,6 +79,7 @@ def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_M
             "num_seeds": len(members),
             "seed_means": seed_means,
             "seed_std": statistics.stdev(seed_means) if len(seed_means) > 1 else 0.0,
+            "num_truncated": sum(sample.truncated for sample in members[0][1].samples),
             "files": [str(path) for path, _ in members],
             **asdict(interval),
         })
@@ -118,11 +119,26 @@ def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_M
     }
 
 
+def format_table(cells: list[dict]) -> str:
+    """Return the summary's cells as aligned text: setting, mean, interval, samples and truncated prompts."""
+    lines = [f"{'task':<22} {'length':>6} {'method':<14} {'budget':>6} {'mean':>6} {'95% interval':>15} "
+             f"{'n':>4} {'truncated':>9}"]
+    for cell in cells:
+        budget = cell["budget"] if cell["budget_ratio"] is None else f"{cell['budget_ratio']:g}n"
+        interval = f"[{cell['low']:.1f}, {cell['high']:.1f}]"
+        lines.append(
+            f"{cell['task']:<22} {cell['context_tokens'] or '-':>6} {cell['method']:<14} {budget or 'full':>6} "
+            f"{cell['mean']:>6.1f} {interval:>15} {cell['num_samples']:>4} {cell['num_truncated']:>9}"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.stats.summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results-dir", type=Path, default=Path("data/results"),
                         help="directory with cells/ (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default: RESULTS_DIR/summary.json)")
+    parser.add_argument("--table", action="store_true", help="also print each cell's mean and interval")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -139,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(cells)
     write_text_atomically(output, json.dumps(summary, indent=1) + "\n")
     logger.info("Wrote %s: %d cells, %d paired differences", output, len(summary["cells"]), len(summary["paired"]))
+    if args.table:
+        print(format_table(summary["cells"]))
     return 0
 
 
