@@ -47,8 +47,8 @@ def collect(device: torch.device) -> Provenance:
         except importlib.metadata.PackageNotFoundError:
             packages[name] = "not installed"
 
-    # Changes to results files do not make the code version dirty.
-    status = _git("status", "--porcelain", "--", ".", ":(exclude)data/results")
+    # Result and calibration files under data/ are outputs, so they do not make the code version dirty.
+    status = _git("status", "--porcelain", "--", ".", ":(exclude)data")
     return Provenance(
         git_commit=_git("rev-parse", "HEAD") or "unknown",
         git_dirty=bool(status),
