@@ -111,6 +111,34 @@ def test_table_lists_each_cell_with_truncated_prompts(write_results, capsys):
 
     assert main(["--results-dir", str(directory), "--table"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["task", "length", "method", "budget", "mean", "95%", "interval", "n", "truncated"]
-    assert lines[1].split() == ["multi_news", "-", "full", "full", "30.0", "[30.0,", "30.0]", "2", "1"]
-    assert lines[2].split() == ["niah_single_1", "4096", "snapkv", "128", "55.0", "[55.0,", "55.0]", "2", "0"]
+    assert lines[0].split() == [
+        "task", "length", "method", "budget", "mean", "95%", "interval", "n", "truncated", "nll", "agree",
+    ]
+    assert lines[1].split() == ["multi_news", "-", "full", "full", "30.0", "[30.0,", "30.0]", "2", "1", "-", "-"]
+    assert lines[2].split() == ["niah_single_1", "4096", "snapkv", "128", "55.0", "[55.0,", "55.0]", "2", "0", "-", "-"]
+
+
+def test_fidelity_metrics_get_means_intervals_and_pairs(write_results):
+    directory = write_results(standard_scores())
+    for name, nll, agreement in (("prompt-snapkv-b128.json", 2.0, 3), ("prompt-circuitkv-b128.json", 1.5, 5)):
+        path = directory / "cells" / "niah_single_1" / name
+        data = json.loads(path.read_text())
+        for sample in data["samples"]:
+            sample["answer_nll"] = nll
+            sample["agreement_tokens"] = agreement
+        path.write_text(json.dumps(data))
+
+    summary = summarize(load(directory))
+    [ours] = [row for row in summary["cells"]
+              if row["task"] == "niah_single_1" and row["method"] == "circuitkv" and row["budget"] == 128]
+    assert ours["answer_nll"]["mean"] == 1.5
+    assert ours["agreement_tokens"]["mean"] == 5.0
+    assert ours["agreement_tokens"]["num_samples"] == 2
+    [stream] = [row for row in summary["cells"]
+                if row["task"] == "niah_single_1" and row["method"] == "streamingllm" and row["budget"] == 128]
+    assert stream["answer_nll"] is None
+
+    [pair] = [row for row in summary["paired"] if row["task"] == "niah_single_1" and row["method"] == "snapkv"
+              and row["against"] == "circuitkv" and row["budget"] == 128]
+    assert pair["answer_nll"]["mean_difference"] == 0.5
+    assert pair["answer_nll"]["low"] == 0.5

@@ -4,13 +4,17 @@
 ``data/results/summary.json``:
 
 - ``cells``: per cell, the mean score over samples with its 95% bootstrap
-  interval and the number of samples; for a stochastic method run with
-  several seeds, each seed's mean and their sample standard deviation;
+  interval and the number of samples; the same for the answer's mean
+  negative log-likelihood per token (``answer_nll``) and for the leading
+  tokens shared with the full cache's output (``agreement_tokens``); for a
+  stochastic method run with several seeds, each seed's mean and their
+  sample standard deviation;
 - ``paired``: per task, prompt length, protocol and budget, every method's
   score minus every other method's on the prompts both were run on, with the
   interval of the mean difference and the share of resamples in which it is
-  positive. Pairs with CircuitKV always subtract CircuitKV (``against``); the
-  full cache is compared at every budget;
+  positive, and the same for the answer NLL (``answer_nll``). Pairs with
+  CircuitKV always subtract CircuitKV (``against``); the full cache is
+  compared at every budget;
 - ``sweep``: the needle sweep's mean score per prompt length and needle depth,
   per method and budget;
 - ``length_bins``: LongBench-E scores per length bin (0-4k, 4-8k, 8k+).
@@ -47,13 +51,28 @@ def _group_key(cell: CellResult) -> tuple:
     return (config.task, config.context_tokens, config.protocol, config.method, config.budget, config.budget_ratio)
 
 
-def per_prompt_scores(cells: list[CellResult]) -> dict[str, float]:
-    """Score of each prompt, averaged over the cells (method seeds) given."""
+def per_prompt_scores(cells: list[CellResult], field: str = "score") -> dict[str, float]:
+    """Return each prompt's ``field`` (score, answer_nll, agreement_tokens), averaged over the cells given.
+
+    The cells are the method seeds of one setting. Prompts whose samples lack
+    the field (older files) are left out.
+    """
     totals: dict[str, list[float]] = defaultdict(list)
     for cell in cells:
         for sample in cell.samples:
-            totals[sample.sample_id].append(sample.score)
-    return {sample_id: sum(scores) / len(scores) for sample_id, scores in totals.items()}
+            value = getattr(sample, field)
+            if value is not None:
+                totals[sample.sample_id].append(float(value))
+    return {sample_id: sum(values) / len(values) for sample_id, values in totals.items()}
+
+
+def fidelity(members: list[CellResult]) -> dict:
+    """Return the mean answer NLL and agreement over prompts, each with its interval, or None when absent."""
+    result = {}
+    for field in ("answer_nll", "agreement_tokens"):
+        values = list(per_prompt_scores(members, field).values())
+        result[field] = asdict(bootstrap_mean(values)) if values else None
+    return result
 
 
 def _ordered(first: tuple, second: tuple, reference: str) -> tuple[tuple, tuple]:
@@ -63,6 +82,16 @@ def _ordered(first: tuple, second: tuple, reference: str) -> tuple[tuple, tuple]
     return first, second
 
 
+def _paired_nll(ours: dict[str, float], theirs: dict[str, float]) -> dict | None:
+    """Return the paired difference of answer NLL (lower is better), or None without shared prompts."""
+    shared = sorted(set(ours) & set(theirs))
+    if not shared:
+        return None
+    difference = paired_difference([ours[i] for i in shared], [theirs[i] for i in shared])
+    return {"mean_difference": difference.interval.mean, "low": difference.interval.low,
+            "high": difference.interval.high, "share_positive": difference.share_positive}
+
+
 def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_METHOD) -> dict:
     """Build the summary of ``cells`` (see the module docstring)."""
     groups: dict[tuple, list[tuple[Path, CellResult]]] = defaultdict(list)
@@ -70,6 +99,7 @@ def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_M
         groups[_group_key(cell)].append((path, cell))
 
     scores = {key: per_prompt_scores([cell for _, cell in members]) for key, members in groups.items()}
+    nlls = {key: per_prompt_scores([cell for _, cell in members], "answer_nll") for key, members in groups.items()}
     summary_cells = []
     for key, members in sorted(groups.items(), key=lambda item: str(item[0])):
         interval = bootstrap_mean(list(scores[key].values()))
@@ -82,6 +112,7 @@ def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_M
             "num_truncated": sum(sample.truncated for sample in members[0][1].samples),
             "files": [str(path) for path, _ in members],
             **asdict(interval),
+            **fidelity([cell for _, cell in members]),
         })
 
     # Methods are compared within one task, length and protocol, at one budget; the full cache joins every budget.
@@ -112,6 +143,7 @@ def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_M
                 "mean_difference": difference.interval.mean, "low": difference.interval.low,
                 "high": difference.interval.high, "share_positive": difference.share_positive,
                 "excludes_zero": difference.excludes_zero,
+                "answer_nll": _paired_nll(nlls[method], nlls[against]),
             })
     return {
         "confidence": 0.95, "resamples": 1000, "cells": summary_cells, "paired": paired,
@@ -119,16 +151,24 @@ def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_M
     }
 
 
+def _mean_text(entry: dict | None, digits: int) -> str:
+    return "-" if entry is None else f"{entry['mean']:.{digits}f}"
+
+
 def format_table(cells: list[dict]) -> str:
-    """Return the summary's cells as aligned text: setting, mean, interval, samples and truncated prompts."""
-    lines = [f"{'task':<22} {'length':>6} {'method':<14} {'budget':>6} {'mean':>6} {'95% interval':>15} "
-             f"{'n':>4} {'truncated':>9}"]
+    """Return the summary's cells as aligned text: setting, score, interval, samples, truncated prompts, fidelity."""
+    header = (
+        f"{'task':<22} {'length':>6} {'method':<14} {'budget':>6} {'mean':>6} {'95% interval':>15} "
+        f"{'n':>4} {'truncated':>9} {'nll':>6} {'agree':>6}"
+    )
+    lines = [header]
     for cell in cells:
         budget = cell["budget"] if cell["budget_ratio"] is None else f"{cell['budget_ratio']:g}n"
         interval = f"[{cell['low']:.1f}, {cell['high']:.1f}]"
         lines.append(
             f"{cell['task']:<22} {cell['context_tokens'] or '-':>6} {cell['method']:<14} {budget or 'full':>6} "
-            f"{cell['mean']:>6.1f} {interval:>15} {cell['num_samples']:>4} {cell['num_truncated']:>9}"
+            f"{cell['mean']:>6.1f} {interval:>15} {cell['num_samples']:>4} {cell['num_truncated']:>9} "
+            f"{_mean_text(cell['answer_nll'], 3):>6} {_mean_text(cell['agreement_tokens'], 1):>6}"
         )
     return "\n".join(lines)
 
@@ -138,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=Path("data/results"),
                         help="directory with cells/ (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default: RESULTS_DIR/summary.json)")
-    parser.add_argument("--table", action="store_true", help="also print each cell's mean and interval")
+    parser.add_argument("--table", action="store_true", help="also print each cell's score with its interval, answer NLL and agreement")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
