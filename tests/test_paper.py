@@ -206,3 +206,18 @@ def test_needle_sweep_gets_an_appendix_heatmap_and_no_table_column(write_results
     assert (tmp_path / "p" / "figures" / "needle_sweep.pdf").is_file()
     table = tex[tex.index(r"\begin{tabular}") : tex.index(r"\end{tabular}")]
     assert "NIAH sweep" not in table
+
+
+def test_tied_baselines_are_named_together(write_results, tmp_path):
+    scores = standard_scores()
+    for task in ("niah_single_1", "niah_multikey_1"):
+        scores[(task, "snapkv", 128)] = scores[(task, "streamingllm", 128)]
+    tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
+    assert "the strongest baseline on average (tied with SnapKV)" in tex
+
+
+def test_full_cache_score_between_weak_and_informative(write_results, tmp_path):
+    scores = standard_scores()
+    scores[("niah_multikey_1", "full", None)] = 45.0
+    tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
+    assert "the full cache itself scores only" not in tex

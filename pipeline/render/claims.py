@@ -12,8 +12,9 @@ from pipeline.render.tasks import task_label
 from pipeline.stats.bootstrap import PairedDifference, paired_difference, paired_task_average
 
 # A RULER task (accuracy, 0-100) on which the full cache scores below this is
-# uninformative about compression. Overlap metrics such as ROUGE-L have no such scale.
-WEAK_TASK_SCORE = 50.0
+# uninformative about compression; the quick profile picks its tasks by the same bound.
+# Overlap metrics such as ROUGE-L have no such scale.
+WEAK_TASK_SCORE = 30.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Comparison:
     budget: int
     verdict: str  # "improves on", "falls behind" or "cannot be told apart from"
     baseline: str  # display name of the strongest baseline
+    tied: list[str]  # display names of other baselines with the same average
     ours_key: str
     baseline_key: str
     difference_key: str  # the macros KEY/mean, KEY/low and KEY/high give the interval
@@ -66,6 +68,10 @@ def compare(frame: pd.DataFrame, cells: list) -> list[Comparison]:
             continue
 
         best = baselines["avg"].idxmax()
+        tied = [
+            METHOD_LABELS.get(name, name) for name in baselines.index
+            if name != best and baselines.loc[name, "avg"] == baselines.loc[best, "avg"]
+        ]
         tasks = [column for column in rows.columns if column != "avg"]
         average = paired_task_average(
             [_paired(scores, (task, OUR_METHOD, budget), (task, best, budget)) for task in tasks]
@@ -83,6 +89,7 @@ def compare(frame: pd.DataFrame, cells: list) -> list[Comparison]:
                 budget=int(budget),
                 verdict=verdict(average),
                 baseline=METHOD_LABELS.get(best, best),
+                tied=tied,
                 ours_key=macro_key("avg", OUR_METHOD, budget),
                 baseline_key=macro_key("avg", best, budget),
                 difference_key=f"diff/{best}/b{budget}",
