@@ -62,7 +62,10 @@ def _protocols(text: str) -> list[str]:
 
 
 def _lengths(text: str) -> list[int]:
-    lengths = _budgets(text)
+    try:
+        lengths = [int(item) for item in _csv(text)]
+    except ValueError:
+        lengths = []
     if not lengths or min(lengths) < 1:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive token counts, got {text!r}")
     return lengths

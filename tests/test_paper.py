@@ -213,7 +213,7 @@ def test_tied_baselines_are_named_together(write_results, tmp_path):
     for task in ("niah_single_1", "niah_multikey_1"):
         scores[(task, "snapkv", 128)] = scores[(task, "streamingllm", 128)]
     tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
-    assert "the strongest baseline on average (tied with SnapKV)" in tex
+    assert "the strongest baseline on average, tied with SnapKV, at" in tex
 
 
 def test_full_cache_score_between_weak_and_informative(write_results, tmp_path):
@@ -221,3 +221,31 @@ def test_full_cache_score_between_weak_and_informative(write_results, tmp_path):
     scores[("niah_multikey_1", "full", None)] = 45.0
     tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
     assert "the full cache itself scores only" not in tex
+
+
+def test_columns_where_all_compressed_methods_tie_have_no_bold(write_results, tmp_path):
+    from pipeline.experiments.schema import read_cell
+    from pipeline.render.results import main_table, results_frame
+
+    scores = standard_scores()
+    for method in ("streamingllm", "snapkv", "circuitkv"):
+        scores[("niah_single_1", method, 128)] = 0.0
+    directory = write_results(scores)
+    frame = results_frame([(path, read_cell(path)) for path in sorted((directory / "cells").rglob("*.json"))])
+    labels, rows = main_table(frame)
+    column = labels.index("S-NIAH-1")
+    at_128 = [row.cells[column] for row in rows if row.budget == "128"]
+    assert at_128 == ["0.0", "0.0", "0.0"]
+    at_512 = [row.cells[column] for row in rows if row.budget == "512"]
+    assert sum("textbf" in cell for cell in at_512) == 1
+
+
+def test_headline_is_the_first_budget_with_a_decided_difference(write_results, tmp_path):
+    scores = standard_scores()
+    for task in ("niah_single_1", "niah_multikey_1"):
+        for method in ("streamingllm", "snapkv", "circuitkv"):
+            scores[(task, method, 128)] = 0.0
+    tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
+    abstract = tex[tex.index(r"\begin{abstract}") : tex.index(r"\end{abstract}")]
+    assert "limited to 512 entries" in abstract
+    assert "falls behind that baseline" in abstract

@@ -161,3 +161,10 @@ def test_a_short_longbench_file_runs_all_its_rows(tmp_path, caplog):
     assert "fewer than the 20 requested" in caplog.text
     assert sample_count("trec", "longbench", GridConfig(tasks=["trec"], longbench_dir=tmp_path, num_samples=None)) == 3
     assert sample_count("trec", "longbench", GridConfig(tasks=["trec"], longbench_dir=tmp_path, num_samples=2)) == 2
+
+
+def test_bad_context_lengths_name_the_option(capsys):
+    for value in ("abc", "0", "4096,x"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["results", "--context-tokens", value])
+        assert "expected comma-separated positive token counts" in capsys.readouterr().err

@@ -101,6 +101,19 @@ def compare(frame: pd.DataFrame, cells: list) -> list[Comparison]:
     return comparisons
 
 
+def headline(comparisons: list[Comparison]) -> Comparison | None:
+    """Return the comparison the abstract and conclusion report.
+
+    That is the smallest budget whose interval excludes zero, or the smallest
+    budget when no interval does, so that a budget where every method scores
+    alike does not hide a measured difference.
+    """
+    decided = [comparison for comparison in comparisons if comparison.difference.excludes_zero]
+    if decided:
+        return decided[0]
+    return comparisons[0] if comparisons else None
+
+
 def difference_macros(comparisons: list[Comparison]) -> list[tuple[str, Latex, str]]:
     """Return the result macros of each comparison's interval: ``KEY/mean``, ``KEY/low`` and ``KEY/high``."""
     macros = []

@@ -158,6 +158,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         "table_rows": rows,
         "macros": result_macros(frame) + claims.difference_macros(comparisons),
         "comparisons": comparisons,
+        "headline": claims.headline(comparisons),
         "weak_tasks": claims.weak_tasks(frame),
         "seed_spreads": seed_spreads(frame),
         "tasks": [task_label(task) for task in task_order(frame)],

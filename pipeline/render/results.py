@@ -141,11 +141,13 @@ class TableRow:
 
 
 def main_table(frame: pd.DataFrame) -> tuple[list[str], list[TableRow]]:
-    """Table 1: column labels and rows; the best compressed score per budget and column is bold."""
+    """Table 1: column labels and rows; the best compressed score per budget and column is bold, unless all tie."""
     pivot = score_pivot(frame)
     columns = list(pivot.columns)
     compressed = pivot.drop(index="full", level="method", errors="ignore")
     best = compressed.groupby(level="budget").max()
+    # Where every compressed method scores the same, nothing is bold.
+    all_tied = compressed.groupby(level="budget").min() == best
 
     rows = []
     previous_budget = None
@@ -157,7 +159,8 @@ def main_table(frame: pd.DataFrame) -> tuple[list[str], list[TableRow]]:
                 cells.append(Latex("--"))
                 continue
             text = format_number(value)
-            if method != "full" and math.isclose(value, best.loc[budget, column], abs_tol=1e-9):
+            is_best = method != "full" and math.isclose(value, best.loc[budget, column], abs_tol=1e-9)
+            if is_best and not all_tied.loc[budget, column]:
                 text = Latex(rf"\textbf{{{text}}}")
             cells.append(text)
         rows.append(
