@@ -8,7 +8,7 @@ import pytest
 
 from conftest import add_method_seed, standard_scores
 from pipeline.checks.anonymity import check_anonymity
-from pipeline.render import build, paper
+from pipeline.render import build, claims, paper
 
 pytestmark = pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk not installed (run `make tex`)")
 
@@ -249,3 +249,33 @@ def test_headline_is_the_first_budget_with_a_decided_difference(write_results, t
     abstract = tex[tex.index(r"\begin{abstract}") : tex.index(r"\end{abstract}")]
     assert "limited to 512 entries" in abstract
     assert "falls behind that baseline" in abstract
+
+
+def test_answer_likelihood_paragraph_follows_the_nll(write_results, tmp_path):
+    directory = write_results(standard_scores())
+    for path in (directory / "cells").rglob("*.json"):
+        data = json.loads(path.read_text())
+        method, budget = data["config"]["method"], data["config"]["budget"]
+        # CircuitKV has the lowest NLL at 128 and the highest at 512.
+        nll = {"full": 0.5, "circuitkv": 1.0 if budget == 128 else 3.0}.get(method, 2.0)
+        for sample in data["samples"]:
+            sample["answer_nll"] = nll
+        path.write_text(json.dumps(data))
+
+    tex = paper.render(directory, tmp_path / "p", tmp_path / "f").read_text()
+    assert r"with the full cache it averages \result{nll/full/all} nats" in tex
+    assert r"At a budget of 128, CircuitKV averages \result{nll/circuitkv/b128} nats" in tex
+    assert "Its paired difference to every baseline has an interval below zero on MK-NIAH-1 and S-NIAH-1" in tex
+    assert "above zero on MK-NIAH-1 and S-NIAH-1" in tex
+    _, macros = claims.likelihoods(*_frame_and_cells(directory))
+    values = {key: str(value) for key, value, _ in macros}
+    assert values["nll/circuitkv/b128"] == "1.00"
+    assert values["nll/full/all"] == "0.50"
+
+
+def _frame_and_cells(directory):
+    from pipeline.experiments.schema import read_cell
+    from pipeline.render.results import results_frame
+
+    cells = [(path, read_cell(path)) for path in sorted((directory / "cells").rglob("*.json"))]
+    return results_frame(cells), cells

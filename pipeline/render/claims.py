@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from pipeline.render.latex import Latex, format_number
-from pipeline.render.results import METHOD_LABELS, OUR_METHOD, macro_key, prompt_scores, score_pivot
+from pipeline.render.results import METHOD_LABELS, OUR_METHOD, macro_key, prompt_scores, score_pivot, task_order
 from pipeline.render.tasks import task_label
 from pipeline.stats.bootstrap import PairedDifference, paired_difference, paired_task_average
 
@@ -99,6 +99,80 @@ def compare(frame: pd.DataFrame, cells: list) -> list[Comparison]:
             )
         )
     return comparisons
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """CircuitKV's answer NLL (lower is better) against the baselines at one budget.
+
+    ``tasks_lower`` lists the tasks where CircuitKV's paired NLL interval lies
+    below zero against every baseline; ``tasks_higher`` those where it lies
+    above zero against at least one.
+    """
+
+    budget: int
+    ours_key: str
+    baseline: str  # display name of the baseline with the lowest mean NLL
+    baseline_key: str
+    full_key: str | None
+    tasks_lower: list[str]
+    tasks_higher: list[str]
+    num_tasks: int
+
+
+def likelihoods(frame: pd.DataFrame, cells: list) -> tuple[list[Likelihood], list[tuple[str, Latex, str]]]:
+    """Compare answer NLL per budget, and return the comparisons with the macros they cite.
+
+    Macros ``nll/METHOD/bB`` (and ``nll/full/all``) hold the mean over tasks of
+    each task's mean NLL per token. Budgets where a method lacks NLL on some
+    task are skipped.
+    """
+    nll = prompt_scores(cells, field="answer_nll")
+    tasks = [task for task in task_order(frame) if any(key[0] == task for key in nll)]
+    means = {}
+    for (task, method, budget), values in nll.items():
+        if values:
+            means.setdefault((method, budget), {})[task] = sum(values.values()) / len(values)
+    complete = {key: sum(by_task.values()) / len(by_task) for key, by_task in means.items() if len(by_task) == len(tasks)}
+
+    macros = []
+    for (method, budget), value in sorted(complete.items()):
+        key = macro_key("nll", method, budget)
+        source = Latex(f"mean over tasks and prompts of answer_nll in the {method} cells at budget {budget or 'full'}")
+        macros.append((key, format_number(value, 2), source))
+
+    results = []
+    budgets = sorted({budget for method, budget in complete if budget})
+    for budget in budgets:
+        if (OUR_METHOD, budget) not in complete:
+            continue
+        baselines = {m: v for (m, b), v in complete.items() if b == budget and m not in (OUR_METHOD, "full")}
+        if not baselines:
+            continue
+        best = min(baselines, key=baselines.get)
+        lower, higher = [], []
+        for task in tasks:
+            intervals = [
+                paired_difference(*_paired(nll, (task, OUR_METHOD, budget), (task, other, budget))).interval
+                for other in baselines
+            ]
+            if all(interval.high < 0 for interval in intervals):
+                lower.append(task_label(task))
+            elif any(interval.low > 0 for interval in intervals):
+                higher.append(task_label(task))
+        results.append(
+            Likelihood(
+                budget=int(budget),
+                ours_key=macro_key("nll", OUR_METHOD, budget),
+                baseline=METHOD_LABELS.get(best, best),
+                baseline_key=macro_key("nll", best, budget),
+                full_key=macro_key("nll", "full", 0) if ("full", 0) in complete else None,
+                tasks_lower=lower,
+                tasks_higher=higher,
+                num_tasks=len(tasks),
+            )
+        )
+    return results, macros
 
 
 def headline(comparisons: list[Comparison]) -> Comparison | None:

@@ -148,6 +148,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         figure_paths.append(figures.sweep_heatmaps(grids, figure_dir / FIGURE_SWEEP))
     labels, rows = main_table(frame)
     comparisons = claims.compare(frame, cells)
+    likelihoods, likelihood_macros = claims.likelihoods(frame, cells)
     context = {
         "mode": mode,
         "style_package": KIT_STYLE if kit else OUR_STYLE,
@@ -156,7 +157,8 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         "people": read_authors(paper_dir / "authors.yaml") if mode != "review" else None,
         "table_columns": labels,
         "table_rows": rows,
-        "macros": result_macros(frame) + claims.difference_macros(comparisons),
+        "macros": result_macros(frame) + claims.difference_macros(comparisons) + likelihood_macros,
+        "likelihoods": likelihoods,
         "comparisons": comparisons,
         "headline": claims.headline(comparisons),
         "weak_tasks": claims.weak_tasks(frame),

@@ -100,12 +100,14 @@ def table_cells(cells: list[tuple[Path, CellResult]], protocol: str = "prompt") 
     return kept
 
 
-def prompt_scores(cells: list[tuple[Path, CellResult]], protocol: str = "prompt") -> dict[tuple, dict[str, float]]:
-    """Per table key, each prompt's score, averaged over method seeds."""
+def prompt_scores(
+    cells: list[tuple[Path, CellResult]], protocol: str = "prompt", field: str = "score"
+) -> dict[tuple, dict[str, float]]:
+    """Per table key, each prompt's ``field`` (score or answer_nll), averaged over method seeds."""
     grouped: dict[tuple, list[CellResult]] = {}
     for key, _, cell in table_cells(cells, protocol):
         grouped.setdefault(key, []).append(cell)
-    return {key: per_prompt_scores(members) for key, members in grouped.items()}
+    return {key: per_prompt_scores(members, field) for key, members in grouped.items()}
 
 
 def task_order(frame: pd.DataFrame) -> list[str]:
