@@ -9,7 +9,8 @@ import pandas as pd
 from pipeline.render.latex import Latex, format_number
 from pipeline.render.results import METHOD_LABELS, OUR_METHOD, macro_key, prompt_scores, score_pivot, task_order
 from pipeline.render.tasks import task_label
-from pipeline.stats.bootstrap import PairedDifference, paired_difference, paired_task_average
+from pipeline.stats.bootstrap import RESAMPLES, SEED, PairedDifference, paired_difference, paired_task_average
+from pipeline.stats.summary import paired_values
 
 # A RULER task (accuracy, 0-100) on which the full cache scores below this is
 # uninformative about compression; the quick profile picks its tasks by the same bound.
@@ -49,11 +50,6 @@ def verdict(difference: PairedDifference) -> str:
     return "cannot be told apart from"
 
 
-def _paired(scores: dict, ours: tuple, theirs: tuple) -> tuple[list[float], list[float]]:
-    shared = sorted(set(scores[ours]) & set(scores[theirs]))
-    return [scores[ours][i] for i in shared], [scores[theirs][i] for i in shared]
-
-
 def compare(frame: pd.DataFrame, cells: list) -> list[Comparison]:
     """Compare CircuitKV with the strongest baseline at each budget where both have complete averages."""
     pivot = score_pivot(frame)
@@ -74,12 +70,12 @@ def compare(frame: pd.DataFrame, cells: list) -> list[Comparison]:
         ]
         tasks = [column for column in rows.columns if column != "avg"]
         average = paired_task_average(
-            [_paired(scores, (task, OUR_METHOD, budget), (task, best, budget)) for task in tasks]
+            [paired_values(scores[(task, OUR_METHOD, budget)], scores[(task, best, budget)]) for task in tasks]
         )
         won, lost = [], []
         for task in tasks:
             strongest = baselines[task].idxmax()
-            difference = paired_difference(*_paired(scores, (task, OUR_METHOD, budget), (task, strongest, budget)))
+            difference = paired_difference(*paired_values(scores[(task, OUR_METHOD, budget)], scores[(task, strongest, budget)]))
             if difference.interval.low > 0:
                 won.append(task_label(task))
             elif difference.interval.high < 0:
@@ -117,7 +113,6 @@ class Likelihood:
     full_key: str | None
     tasks_lower: list[str]
     tasks_higher: list[str]
-    num_tasks: int
 
 
 def likelihoods(frame: pd.DataFrame, cells: list) -> tuple[list[Likelihood], list[tuple[str, Latex, str]]]:
@@ -153,7 +148,7 @@ def likelihoods(frame: pd.DataFrame, cells: list) -> tuple[list[Likelihood], lis
         lower, higher = [], []
         for task in tasks:
             intervals = [
-                paired_difference(*_paired(nll, (task, OUR_METHOD, budget), (task, other, budget))).interval
+                paired_difference(*paired_values(nll[(task, OUR_METHOD, budget)], nll[(task, other, budget)])).interval
                 for other in baselines
             ]
             if all(interval.high < 0 for interval in intervals):
@@ -169,7 +164,6 @@ def likelihoods(frame: pd.DataFrame, cells: list) -> tuple[list[Likelihood], lis
                 full_key=macro_key("nll", "full", 0) if ("full", 0) in complete else None,
                 tasks_lower=lower,
                 tasks_higher=higher,
-                num_tasks=len(tasks),
             )
         )
     return results, macros
@@ -194,7 +188,7 @@ def difference_macros(comparisons: list[Comparison]) -> list[tuple[str, Latex, s
     for comparison in comparisons:
         interval = comparison.difference.interval
         source = Latex(
-            f"paired bootstrap (1000 resamples, seed 0) over the prompt-protocol cells, CircuitKV minus "
+            f"paired bootstrap ({RESAMPLES} resamples, seed {SEED}) over the prompt-protocol cells, CircuitKV minus "
             f"{comparison.baseline} at budget {comparison.budget}, averaged over tasks"
         )
         for name in ("mean", "low", "high"):

@@ -66,6 +66,11 @@ def average_by_budget(frame: pd.DataFrame, path: Path) -> Path:
     return _save(figure, path)
 
 
+def drawable_sweeps(grids: list[dict]) -> list[dict]:
+    """Return the sweep grids the heatmap draws: prompt protocol, absolute budgets or the full cache."""
+    return [grid for grid in grids if grid["protocol"] == "prompt" and grid["budget_ratio"] is None]
+
+
 def sweep_heatmaps(grids: list[dict], path: Path) -> Path:
     """Appendix figure: the needle sweep's score per prompt length (y) and needle depth (x).
 
@@ -73,7 +78,7 @@ def sweep_heatmaps(grids: list[dict], path: Path) -> Path:
     prompt protocol; the full cache does not depend on the budget, so its
     panel repeats in every row.
     """
-    grids = [grid for grid in grids if grid["protocol"] == "prompt" and grid["budget_ratio"] is None]
+    grids = drawable_sweeps(grids)
     if not grids:
         raise ValueError("No needle-sweep results of the prompt protocol to draw.")
     methods = [m for m in METHOD_LABELS if any(grid["method"] == m for grid in grids)]

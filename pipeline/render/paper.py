@@ -143,9 +143,9 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
     frame = results_frame(cells)
 
     figure_paths = [figures.average_by_budget(frame, figure_dir / FIGURE_RESULTS)]
-    grids = sweep_grids(cells)
-    if any(grid["protocol"] == "prompt" and grid["budget_ratio"] is None for grid in grids):
-        figure_paths.append(figures.sweep_heatmaps(grids, figure_dir / FIGURE_SWEEP))
+    sweeps = figures.drawable_sweeps(sweep_grids(cells))
+    if sweeps:
+        figure_paths.append(figures.sweep_heatmaps(sweeps, figure_dir / FIGURE_SWEEP))
     labels, rows = main_table(frame)
     comparisons = claims.compare(frame, cells)
     likelihoods, likelihood_macros = claims.likelihoods(frame, cells)
@@ -179,7 +179,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         ],
         "setup": _setup(cells),
         "figure_results": Latex(f"figures/{FIGURE_RESULTS}"),
-        "figure_sweep": Latex(f"figures/{FIGURE_SWEEP}") if len(figure_paths) > 1 else None,
+        "figure_sweep": Latex(f"figures/{FIGURE_SWEEP}") if sweeps else None,
     }
 
     environment = make_environment(TEMPLATES)

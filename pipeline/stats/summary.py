@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pipeline.atomic import write_text_atomically
 from pipeline.experiments.schema import CellResult, ResultsError, read_cell
-from pipeline.stats.bootstrap import bootstrap_mean, paired_difference
+from pipeline.stats.bootstrap import CONFIDENCE, RESAMPLES, bootstrap_mean, paired_difference
 from pipeline.stats.breakdowns import length_bins, sweep_grids
 
 logger = logging.getLogger(__name__)
@@ -82,12 +82,18 @@ def _ordered(first: tuple, second: tuple, reference: str) -> tuple[tuple, tuple]
     return first, second
 
 
+def paired_values(first: dict[str, float], second: dict[str, float]) -> tuple[list[float], list[float]]:
+    """Return the values of the prompts both dicts have, in the same prompt order."""
+    shared = sorted(set(first) & set(second))
+    return [first[i] for i in shared], [second[i] for i in shared]
+
+
 def _paired_nll(ours: dict[str, float], theirs: dict[str, float]) -> dict | None:
     """Return the paired difference of answer NLL (lower is better), or None without shared prompts."""
-    shared = sorted(set(ours) & set(theirs))
-    if not shared:
+    ours_values, theirs_values = paired_values(ours, theirs)
+    if not ours_values:
         return None
-    difference = paired_difference([ours[i] for i in shared], [theirs[i] for i in shared])
+    difference = paired_difference(ours_values, theirs_values)
     return {"mean_difference": difference.interval.mean, "low": difference.interval.low,
             "high": difference.interval.high, "share_positive": difference.share_positive}
 
@@ -128,25 +134,23 @@ def summarize(cells: list[tuple[Path, CellResult]], reference: str = REFERENCE_M
                 continue
             method, against = _ordered(first, second, reference)
             budget = against if (method[4], method[5]) == (None, None) else method
-            shared = sorted(set(scores[method]) & set(scores[against]))
-            if not shared:
+            method_scores, against_scores = paired_values(scores[method], scores[against])
+            if not method_scores:
                 logger.warning("%s and %s share no prompts on %s; no paired difference", method[3], against[3],
                                setting[0])
                 continue
-            difference = paired_difference(
-                [scores[method][i] for i in shared], [scores[against][i] for i in shared]
-            )
+            difference = paired_difference(method_scores, against_scores)
             paired.append({
                 "task": setting[0], "context_tokens": setting[1], "protocol": setting[2],
                 "budget": budget[4], "budget_ratio": budget[5],
-                "method": method[3], "against": against[3], "num_samples": len(shared),
+                "method": method[3], "against": against[3], "num_samples": len(method_scores),
                 "mean_difference": difference.interval.mean, "low": difference.interval.low,
                 "high": difference.interval.high, "share_positive": difference.share_positive,
                 "excludes_zero": difference.excludes_zero,
                 "answer_nll": _paired_nll(nlls[method], nlls[against]),
             })
     return {
-        "confidence": 0.95, "resamples": 1000, "cells": summary_cells, "paired": paired,
+        "confidence": CONFIDENCE, "resamples": RESAMPLES, "cells": summary_cells, "paired": paired,
         "sweep": sweep_grids(cells), "length_bins": length_bins(cells),
     }
 
