@@ -174,10 +174,10 @@ def grid_settings(args: argparse.Namespace, longbench_dir: Path | None) -> dict:
         path, profile = profiles.load_profile(args.profile)
         settings.update(profiles.grid_settings(path, profile, longbench_dir))
         logger.info("Profile %s: %s", path, profile.description.strip())
-    given = {name: getattr(args, name) for name in DEFAULTS if getattr(args, name) is not None}
+    explicit_options = {name: getattr(args, name) for name in DEFAULTS if getattr(args, name) is not None}
     if args.num_samples is not None:
         settings["task_samples"] = {}  # an explicit count replaces the profile's counts
-    settings.update(given)
+    settings.update(explicit_options)
     if args.tasks is not None:
         settings["tasks"] = args.tasks
     settings["task_samples"] = {**settings["task_samples"], **dict(args.task_samples)}

@@ -191,7 +191,7 @@ def test_method_seeds_are_averaged_in_tables(write_results, tmp_path):
     assert r"at most \result{seedstd/circuitkv/max} points" in tex
 
 
-def test_needle_sweep_gets_an_appendix_heatmap_and_no_table_column(write_results, tmp_path):
+def test_sweep_heatmap_in_appendix_only(write_results, tmp_path):
     from test_summary import write_sweep
 
     directory = write_results(standard_scores())
@@ -223,7 +223,7 @@ def test_full_cache_score_between_weak_and_informative(write_results, tmp_path):
     assert "the full cache itself scores only" not in tex
 
 
-def test_columns_where_all_compressed_methods_tie_have_no_bold(write_results, tmp_path):
+def test_main_table_ties_not_bold(write_results, tmp_path):
     from pipeline.experiments.schema import read_cell
     from pipeline.render.results import main_table, results_frame
 
@@ -240,7 +240,7 @@ def test_columns_where_all_compressed_methods_tie_have_no_bold(write_results, tm
     assert sum("textbf" in cell for cell in at_512) == 1
 
 
-def test_headline_is_the_first_budget_with_a_decided_difference(write_results, tmp_path):
+def test_headline_first_decided_budget(write_results, tmp_path):
     scores = standard_scores()
     for task in ("niah_single_1", "niah_multikey_1"):
         for method in ("streamingllm", "snapkv", "circuitkv"):

@@ -24,7 +24,7 @@ def test_shipped_cpu_profiles_expand_to_a_valid_grid(name):
     assert config.budgets
 
 
-def test_paper_profile_runs_three_method_seeds_at_four_budgets():
+def test_paper_profile_seeds_and_budgets():
     settings = settings_for(["--profile", "paper"])
     assert settings["budgets"] == [64, 128, 256, 512]
     assert settings["method_seeds"] == [0, 1, 2]
@@ -85,7 +85,7 @@ def test_broken_yaml_and_missing_files_are_reported(tmp_path):
         load_profile(str(tmp_path / "absent.yaml"))
 
 
-def test_a_profile_without_tasks_is_refused(tmp_path):
+def test_profile_without_tasks_rejected(tmp_path):
     path = write_profile(tmp_path, "description: x\nlongbench: {tasks: [trec]}\n")
     with pytest.raises(ProfileError, match="no tasks"):
         settings_for(["--profile", str(path)])
@@ -131,7 +131,7 @@ def test_without_a_profile_the_defaults_hold():
     assert settings_for(["--budget-ratio", "0.1"])["budgets"] == []
 
 
-def test_each_length_of_a_generated_task_gets_its_own_cells(tmp_path):
+def test_generated_task_cells_per_length(tmp_path):
     config = GridConfig(tasks=["vt"], methods=["full", "snapkv"], budgets=[64], context_lengths=[1024, 2048],
                         num_samples=2, results_dir=tmp_path)
     assert config.lengths_for("vt") == [1024, 2048]
@@ -153,7 +153,7 @@ def test_lengths_beyond_the_model_are_refused_before_running():
         check_lengths(config, 8192)
 
 
-def test_a_short_longbench_file_runs_all_its_rows(tmp_path, caplog):
+def test_short_longbench_file_runs_all_rows(tmp_path, caplog):
     (tmp_path / "trec.jsonl").write_text("\n".join(json.dumps({"_id": str(i)}) for i in range(3)) + "\n\n")
     config = GridConfig(tasks=["trec"], longbench_dir=tmp_path, task_samples={"trec": 20})
     with caplog.at_level(logging.WARNING):

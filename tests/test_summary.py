@@ -80,7 +80,7 @@ def write_sweep(directory, method: str, budget, scores: dict):
     path.write_text(json.dumps(data))
 
 
-def test_sweep_grid_places_each_sample_at_its_length_and_depth(write_results):
+def test_sweep_grid_places_samples(write_results):
     directory = write_results(standard_scores())
     write_sweep(directory, "snapkv", 128, {(1024, 0): 100.0, (1024, 50): 0.0, (2048, 0): 100.0})
     [grid] = summarize(load(directory))["sweep"]

@@ -96,7 +96,7 @@ def profile_path(name: str) -> Path:
 
 
 def load_profile(name: str) -> tuple[Path, Profile]:
-    """Read and validate a profile; errors name the file and the field."""
+    """Read and validate a profile. Errors name the file and the field."""
     path = profile_path(name)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -134,7 +134,7 @@ def _check_tasks(path: Path, profile: Profile) -> None:
 
 
 def _expand_model(path: Path, model: str) -> str:
-    """Substitute ``$VAR`` and ``${VAR}`` in a model path; an unset variable is an error."""
+    """Substitute ``$VAR`` and ``${VAR}`` in a model path. An unset variable raises ProfileError."""
     missing = [name for name in re.findall(r"\$\{?(\w+)\}?", model) if name not in os.environ]
     if missing:
         raise ProfileError(

@@ -107,13 +107,13 @@ class GridConfig:
         return path if path.is_file() else None
 
     def samples_for(self, task: str) -> int | None:
-        """Samples requested for ``task``; None means every row of its file."""
+        """Return the number of samples requested for ``task``, or None for every row of its file."""
         if task == ruler.SWEEP_TASK:
             return len(ruler.SWEEP_LENGTHS) * len(ruler.SWEEP_DEPTHS)
         return self.task_samples.get(task, self.num_samples)
 
     def lengths_for(self, task: str) -> list[int | None]:
-        """Target prompt lengths of a generated RULER task; [None] for tasks read from files."""
+        """Return the target prompt lengths of a generated RULER task, or [None] for a task read from a file."""
         if task in ruler.TASKS and self.ruler_file(task) is None:
             return list(self.context_lengths)
         return [None]
@@ -194,7 +194,7 @@ def load_samples(task: str, config: GridConfig, tokenizer, length: int | None = 
 
 
 def sample_count(task: str, benchmark: str, config: GridConfig) -> int:
-    """Samples a task's cells will hold: the request, or all the rows a shorter LongBench file has."""
+    """Return the number of samples a task's cells will hold: the request, or every row of a shorter LongBench file."""
     requested = config.samples_for(task)
     if benchmark == "ruler" and config.ruler_file(task) is None:
         if requested is None:
@@ -202,7 +202,7 @@ def sample_count(task: str, benchmark: str, config: GridConfig) -> int:
         return requested
     if benchmark == "ruler":
         if requested is not None:
-            return requested  # load_jsonl refuses a file with fewer rows
+            return requested  # load_jsonl raises ValueError for a file with fewer rows
         with config.ruler_file(task).open(encoding="utf-8") as lines:
             return sum(1 for line in lines if line.strip())
     available = longbench.count_rows(task, config.longbench_dir)
@@ -292,7 +292,7 @@ def _is_finished(path: Path, expected: CellConfig) -> bool:
 def _plan_cells(
     task: str, benchmark: str, config: GridConfig, max_prompt_tokens: int, length: int | None = None
 ) -> list[Cell]:
-    """The cells of one task (and target length, for a generated RULER task), finished or not."""
+    """Return the cells of one task (and target length, for a generated RULER task), finished or not."""
     if length is None:
         length = config.lengths_for(task)[0]
     num_samples = sample_count(task, benchmark, config)
@@ -444,7 +444,7 @@ def _run_cells(
 
 
 def check_lengths(config: GridConfig, max_prompt_tokens: int) -> None:
-    """Refuse generated prompts longer than the model can read, instead of truncating away their needles."""
+    """Reject generated prompts longer than the model can read, because truncating them would cut out their needles."""
     for task in config.tasks:
         for length in config.lengths_for(task):
             # Generated prompts land within 2% of their target, and the answer needs room too.

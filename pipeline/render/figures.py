@@ -72,11 +72,11 @@ def drawable_sweeps(grids: list[dict]) -> list[dict]:
 
 
 def sweep_heatmaps(grids: list[dict], path: Path) -> Path:
-    """Appendix figure: the needle sweep's score per prompt length (y) and needle depth (x).
+    """Draw the appendix figure: the needle sweep's score per prompt length (y) and needle depth (x).
 
-    One panel per method (columns, full cache first) and budget (rows) of the
-    prompt protocol; the full cache does not depend on the budget, so its
-    panel repeats in every row.
+    Each panel is one method (columns, full cache first) at one budget (rows)
+    of the prompt protocol. The full cache does not depend on the budget, so
+    its panel repeats in every row.
     """
     grids = drawable_sweeps(grids)
     if not grids:

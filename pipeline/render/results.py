@@ -47,9 +47,9 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
     deviation over seeds, 0 for one seed) and their files joined by "; ".
     """
     rows = []
-    kept = table_cells(cells, protocol)
-    left_out = len(cells) - len(kept)
-    for key, path, cell in kept:
+    selected = table_cells(cells, protocol)
+    left_out = len(cells) - len(selected)
+    for key, path, cell in selected:
         rows.append(
             {
                 "task": key[0],
@@ -85,7 +85,7 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
 
 
 def table_cells(cells: list[tuple[Path, CellResult]], protocol: str = "prompt") -> list[tuple[tuple, Path, CellResult]]:
-    """The cells the tables use, each with its key (table task key, method, budget with 0 for the full cache)."""
+    """Return the cells the tables use, each with its key (table task key, method, budget with 0 for the full cache)."""
     lengths: dict[str, set] = {}
     for _, cell in cells:
         lengths.setdefault(cell.config.task, set()).add(cell.config.context_tokens)
@@ -103,7 +103,7 @@ def table_cells(cells: list[tuple[Path, CellResult]], protocol: str = "prompt") 
 def prompt_scores(
     cells: list[tuple[Path, CellResult]], protocol: str = "prompt", field: str = "score"
 ) -> dict[tuple, dict[str, float]]:
-    """Per table key, each prompt's ``field`` (score or answer_nll), averaged over method seeds."""
+    """Return, per table key, each prompt's ``field`` (score or answer_nll), averaged over method seeds."""
     grouped: dict[tuple, list[CellResult]] = {}
     for key, _, cell in table_cells(cells, protocol):
         grouped.setdefault(key, []).append(cell)

@@ -1,4 +1,4 @@
-"""How the paper names and describes each task.
+"""Task names and descriptions as the paper prints them.
 
 Table columns use short labels: the abbreviations of RULER (Hsieh et al., 2024)
 and of the LongBench tables in SnapKV (Li et al., 2024).

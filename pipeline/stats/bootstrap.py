@@ -119,7 +119,7 @@ def paired_task_average(
 ) -> PairedDifference:
     """Return the unweighted mean over tasks of each task's mean ``first - second``, with its interval.
 
-    ``pairs`` holds one (first, second) pair of paired score lists per task.
+    ``pairs`` contains one (first, second) pair of paired score lists per task.
     Each resample draws prompts with replacement within every task (a
     stratified bootstrap), so each task keeps its weight in the average, as
     in a table's average column.
