@@ -75,7 +75,8 @@ def compare(frame: pd.DataFrame, cells: list) -> list[Comparison]:
         won, lost = [], []
         for task in tasks:
             strongest = baselines[task].idxmax()
-            difference = paired_difference(*paired_values(scores[(task, OUR_METHOD, budget)], scores[(task, strongest, budget)]))
+            ours, theirs = paired_values(scores[(task, OUR_METHOD, budget)], scores[(task, strongest, budget)])
+            difference = paired_difference(ours, theirs)
             if difference.interval.low > 0:
                 won.append(task_label(task))
             elif difference.interval.high < 0:
@@ -128,7 +129,10 @@ def likelihoods(frame: pd.DataFrame, cells: list) -> tuple[list[Likelihood], lis
     for (task, method, budget), values in nll.items():
         if values:
             means.setdefault((method, budget), {})[task] = sum(values.values()) / len(values)
-    complete = {key: sum(by_task.values()) / len(by_task) for key, by_task in means.items() if len(by_task) == len(tasks)}
+    # Only methods and budgets with NLL on every task get a task average.
+    complete = {
+        key: sum(by_task.values()) / len(by_task) for key, by_task in means.items() if len(by_task) == len(tasks)
+    }
 
     macros = []
     for (method, budget), value in sorted(complete.items()):
