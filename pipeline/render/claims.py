@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipeline.render.latex import Latex, format_number
+from pipeline.render.latex import Latex, format_number, signed_number
 from pipeline.render.results import METHOD_LABELS, OUR_METHOD, macro_key, prompt_scores, score_pivot, task_order
 from pipeline.render.tasks import task_label
 from pipeline.stats.bootstrap import RESAMPLES, SEED, PairedDifference, paired_difference, paired_task_average
@@ -30,7 +30,7 @@ class Comparison:
     """
 
     budget: int
-    verdict: str  # "improves on", "falls behind" or "cannot be told apart from"
+    verdict: str  # "improves on", "falls behind" or "matches"
     baseline: str  # display name of the strongest baseline
     tied: list[str]  # display names of other baselines with the same average
     ours_key: str
@@ -47,7 +47,7 @@ def verdict(difference: PairedDifference) -> str:
         return "improves on"
     if difference.interval.high < 0:
         return "falls behind"
-    return "cannot be told apart from"
+    return "matches"
 
 
 def compare(frame: pd.DataFrame, cells: list) -> list[Comparison]:
@@ -123,7 +123,8 @@ def likelihoods(frame: pd.DataFrame, cells: list) -> tuple[list[Likelihood], lis
     each task's mean NLL per token. Budgets where a method lacks NLL on some
     task are skipped.
     """
-    nll = prompt_scores(cells, field="answer_nll")
+    shown = set(frame.method)  # the table's methods; ablation variants are not baselines
+    nll = {key: values for key, values in prompt_scores(cells, field="answer_nll").items() if key[1] in shown}
     tasks = [task for task in task_order(frame) if any(key[0] == task for key in nll)]
     means = {}
     for (task, method, budget), values in nll.items():
@@ -135,6 +136,10 @@ def likelihoods(frame: pd.DataFrame, cells: list) -> tuple[list[Likelihood], lis
     }
 
     macros = []
+    for (method, budget), by_task in sorted(means.items()):
+        for task, value in by_task.items():
+            source = Latex(f"mean over prompts of answer_nll, {task} {method} cell at budget {budget or 'full'}")
+            macros.append((macro_key(f"nll/{task}", method, budget), format_number(value, 2), source))
     for (method, budget), value in sorted(complete.items()):
         key = macro_key("nll", method, budget)
         source = Latex(f"mean over tasks and prompts of answer_nll in the {method} cells at budget {budget or 'full'}")
@@ -196,8 +201,7 @@ def difference_macros(comparisons: list[Comparison]) -> list[tuple[str, Latex, s
             f"{comparison.baseline} at budget {comparison.budget}, averaged over tasks"
         )
         for name in ("mean", "low", "high"):
-            text = format_number(getattr(interval, name))
-            macros.append((f"{comparison.difference_key}/{name}", Latex(text.replace("-", "$-$", 1)), source))
+            macros.append((f"{comparison.difference_key}/{name}", signed_number(getattr(interval, name)), source))
     return macros
 
 
@@ -221,3 +225,121 @@ def weak_tasks(frame: pd.DataFrame, threshold: float = WEAK_TASK_SCORE) -> list[
         for task, score in full.items()
         if task in accuracy_tasks and not pd.isna(score) and score < threshold
     ]
+
+
+@dataclass(frozen=True)
+class Story:
+    """What the abstract, introduction and conclusion say, decided from the comparisons.
+
+    ``main`` is the comparison at Table 1's budget; ``other`` the first other
+    budget whose interval excludes zero, when the main one does not.
+    ``outcome`` is "positive" (CircuitKV improves on the strongest baseline at
+    some budget and falls behind at none), "negative" (the reverse), "mixed"
+    (both) or "tie" (no interval excludes zero). ``likelihood`` is the answer
+    NLL comparison at the main budget, and ``lower_nll`` whether CircuitKV's
+    NLL is below every baseline's on at least one task there.
+    """
+
+    main: Comparison | None
+    other: Comparison | None
+    outcome: str
+    likelihood: Likelihood | None
+    lower_nll: bool
+    higher_nll: bool
+
+
+def story(comparisons: list[Comparison], likelihood_list: list[Likelihood], main_budget: int) -> Story:
+    """Decide the headline claims from the comparisons at every budget."""
+    main = next((comparison for comparison in comparisons if comparison.budget == main_budget), None)
+    other = None
+    if main is None or not main.difference.excludes_zero:
+        other = next((c for c in comparisons if c.budget != main_budget and c.difference.excludes_zero), None)
+    verdicts = {comparison.verdict for comparison in comparisons}
+    if {"improves on", "falls behind"} <= verdicts:
+        outcome = "mixed"
+    elif "improves on" in verdicts:
+        outcome = "positive"
+    elif "falls behind" in verdicts:
+        outcome = "negative"
+    else:
+        outcome = "tie"
+    likelihood = next((item for item in likelihood_list if item.budget == main_budget), None)
+    return Story(
+        main=main,
+        other=other,
+        outcome=outcome,
+        likelihood=likelihood,
+        lower_nll=bool(likelihood and likelihood.tasks_lower),
+        higher_nll=bool(likelihood and likelihood.tasks_higher),
+    )
+
+
+@dataclass(frozen=True)
+class TaskNote:
+    """CircuitKV on one task at one budget against that task's strongest baseline.
+
+    ``verdict`` follows the paired interval on the task's prompts; ``fails``
+    marks a task where CircuitKV falls behind, or scores zero while the full
+    cache solves part of the task, so the text gives it its own paragraph.
+    """
+
+    label: str
+    task: str
+    budget: int
+    verdict: str
+    ours_key: str
+    baseline: str
+    baseline_key: str
+    full_key: str | None
+    nll_ours_key: str | None
+    nll_baseline_key: str | None
+    nll_verdict: str | None  # "lower than", "higher than" or "level with" the baseline's, by the paired interval
+    fails: bool
+
+
+def task_notes(frame: pd.DataFrame, cells: list, main_budget: int) -> list[TaskNote]:
+    """One note per task at every budget CircuitKV ran, main budget first."""
+    pivot = score_pivot(frame)
+    scores = prompt_scores(cells)
+    nll = prompt_scores(cells, field="answer_nll")
+    budgets = sorted(b for b in pivot.index.get_level_values("budget").unique() if b and (OUR_METHOD, b) in pivot.index)
+    budgets.sort(key=lambda budget: budget != main_budget)
+    full = pivot.loc[("full", 0)] if ("full", 0) in pivot.index else None
+    notes = []
+    for task in task_order(frame):
+        for budget in budgets:
+            rows = pivot.xs(budget, level="budget")
+            baselines = rows.drop(index=[OUR_METHOD, "full"], errors="ignore")[task].dropna()
+            ours_score = rows.loc[OUR_METHOD, task]
+            if baselines.empty or pd.isna(ours_score):
+                continue
+            best = baselines.idxmax()
+            difference = paired_difference(*paired_values(scores[(task, OUR_METHOD, budget)],
+                                                          scores[(task, best, budget)]))
+            full_score = None if full is None else full[task]
+            fails = difference.interval.high < 0 or (
+                ours_score == 0 and full_score is not None and not pd.isna(full_score) and full_score > 0
+            )
+            has_nll = bool(nll.get((task, OUR_METHOD, budget)) and nll.get((task, best, budget)))
+            nll_verdict = None
+            if has_nll:
+                interval = paired_difference(*paired_values(nll[(task, OUR_METHOD, budget)],
+                                                            nll[(task, best, budget)])).interval
+                nll_verdict = "lower than" if interval.high < 0 else "higher than" if interval.low > 0 else "level with"
+            notes.append(
+                TaskNote(
+                    label=task_label(task),
+                    task=task,
+                    budget=int(budget),
+                    verdict=verdict(difference),
+                    ours_key=macro_key(task, OUR_METHOD, budget),
+                    baseline=METHOD_LABELS.get(best, best),
+                    baseline_key=macro_key(task, best, budget),
+                    full_key=None if full_score is None or pd.isna(full_score) else macro_key(task, "full", 0),
+                    nll_ours_key=macro_key(f"nll/{task}", OUR_METHOD, budget) if has_nll else None,
+                    nll_baseline_key=macro_key(f"nll/{task}", best, budget) if has_nll else None,
+                    nll_verdict=nll_verdict,
+                    fails=bool(fails),
+                )
+            )
+    return notes

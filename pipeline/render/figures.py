@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # one INFO line per subset font otherwise
 
 COLUMN_WIDTH_IN = 3.25
+TEXT_WIDTH_IN = 6.75
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
 
 matplotlib.rcParams.update(
@@ -40,28 +41,42 @@ matplotlib.rcParams.update(
 )
 
 
-def average_by_budget(frame: pd.DataFrame, path: Path) -> Path:
-    """Figure 3: average score over tasks per method (bars) and budget (groups); full cache as a line."""
+def category_bars(frame: pd.DataFrame, table, path: Path) -> Path:
+    """Figure 3: left, each method's score per Table 1 column at the main budget, the full cache as a grey bar;
+    right, the average over tasks against the budget, the full cache as a dashed line."""
     pivot = score_pivot(frame)["avg"].dropna()
-    full = pivot.xs("full", level="method") if "full" in pivot.index.get_level_values("method") else None
     compressed = pivot.drop(index="full", level="method", errors="ignore")
-    methods = [m for m in METHOD_LABELS if m in compressed.index.get_level_values("method")]
     budgets = sorted(compressed.index.get_level_values("budget").unique())
+    methods = [m for m in METHOD_LABELS if m in compressed.index.get_level_values("method")]
+    colours = {method: plt.get_cmap("tab10")(index) for index, method in enumerate(methods)}
 
-    figure, axes = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.0))
-    width = 0.8 / max(len(methods), 1)
-    for index, method in enumerate(methods):
-        heights = [compressed.get((method, budget), float("nan")) for budget in budgets]
-        offsets = [position + (index - (len(methods) - 1) / 2) * width for position in range(len(budgets))]
-        axes.bar(offsets, heights, width=width, label=METHOD_LABELS[method])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 2.0), width_ratios=[3, 2])
+    columns = [column.label for column in table.columns]
+    shown = table.rows
+    width = 0.85 / max(len(shown), 1)
+    for index, row in enumerate(shown):
+        heights = row.values
+        offsets = [position + (index - (len(shown) - 1) / 2) * width for position in range(len(columns))]
+        colour = "0.75" if row.method == "full" else colours[row.method]
+        left.bar(offsets, heights, width=width, color=colour, label=METHOD_LABELS.get(row.method, row.method))
+    left.set_xticks(range(len(columns)), columns)
+    left.set_ylabel(f"Score at B = {table.budget}")
+    left.set_ylim(0, 100)
+    left.legend(ncol=3, frameon=False, loc="upper left", fontsize=6)
+
+    for method in methods:
+        values = [compressed.get((method, budget), float("nan")) for budget in budgets]
+        right.plot(range(len(budgets)), values, marker="o", markersize=3, color=colours[method],
+                   label=METHOD_LABELS[method])
+    full = pivot.xs("full", level="method") if "full" in pivot.index.get_level_values("method") else None
     if full is not None and len(full):
-        axes.axhline(float(full.iloc[0]), color="black", linestyle="--", linewidth=0.8, label="Full cache")
-
-    axes.set_xticks(range(len(budgets)), [f"B = {budget}" for budget in budgets])
-    axes.set_ylabel("Average score")
-    axes.set_ylim(0, 100)
-    axes.legend(ncol=2, frameon=False, loc="upper left")
-    axes.spines[["top", "right"]].set_visible(False)
+        right.axhline(float(full.iloc[0]), color="black", linestyle="--", linewidth=0.8, label="Full cache")
+    right.set_xticks(range(len(budgets)), [str(budget) for budget in budgets])
+    right.set_xlabel("Budget B")
+    right.set_ylabel("Average score")
+    right.set_ylim(0, 100)
+    for axes in (left, right):
+        axes.spines[["top", "right"]].set_visible(False)
     figure.tight_layout(pad=0.3)
     return _save(figure, path)
 

@@ -46,6 +46,14 @@ def format_number(value: float, digits: int = 1) -> Latex:
     return Latex(f"{value:.{digits}f}")
 
 
+def signed_number(value: float, digits: int = 1) -> Latex:
+    """Format a number that may be negative, with a math minus and without a negative zero ("-0.00")."""
+    text = f"{value:.{digits}f}"
+    if float(text) == 0:
+        text = text.lstrip("-")
+    return Latex(text.replace("-", "$-$", 1))
+
+
 def join_words(items) -> str:
     """Join items as prose: "A", "A and B", "A, B and C"."""
     items = [str(item) for item in items]

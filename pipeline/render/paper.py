@@ -19,7 +19,14 @@ import yaml
 from pipeline.atomic import write_text_atomically
 from pipeline.experiments.schema import ResultsError, read_cell
 from pipeline.render import claims, figures
-from pipeline.render.latex import Latex, make_environment
+from pipeline.render.ablation import ablation_table
+from pipeline.render.analysis_figures import analysis_context
+from pipeline.render.categories import category_macros, category_table
+from pipeline.render.config import CONFIG_PATH, ConfigError, load_config
+from pipeline.render.efficiency import efficiency_macros
+from pipeline.render.latex import Latex, escape, format_number, join_words, make_environment
+from pipeline.render.nll_table import nll_table
+from pipeline.render.related import RelatedError, related_context
 from pipeline.render.results import (
     METHOD_LABELS,
     METHOD_ORDER,
@@ -42,7 +49,10 @@ OUR_STYLE = "icml2026compat"
 KIT_STYLE = "icml2026"
 MODES = ("review", "accepted", "preprint")
 ASSETS = ("references.bib",)
-FIGURE_RESULTS = "average_by_budget.pdf"
+FIGURE_RESULTS = "results_by_category.pdf"
+# Bibliography keys of the models the paper may name, by a part of their model id.
+MODEL_CITATIONS = {"smollm2": "allal2025smollm2"}
+RELATED_PATH = REPOSITORY / "paper" / "content" / "related_work.yaml"
 FIGURE_SWEEP = "needle_sweep.pdf"
 
 
@@ -106,8 +116,12 @@ def model_name(model_id: str) -> str:
 def _setup(cells) -> dict:
     """Facts of the run that the paper states, read from the results."""
     first = cells[0][1]
-    params = {cell.config.method: cell.config.method_params for _, cell in cells}
-    samples = sorted({(cell.config.task, len(cell.samples)) for _, cell in cells})
+    params = {cell.config.method: cell.config.method_params for _, cell in cells if cell.config.method in METHOD_ORDER}
+    all_params = {cell.config.method: cell.config.method_params for _, cell in cells}
+    counts: dict[str, int] = {}
+    for _, cell in cells:
+        counts[cell.config.task] = max(counts.get(cell.config.task, 0), len(cell.samples))
+    samples = sorted(counts.items())
     context = sorted({cell.config.context_tokens for _, cell in cells if cell.config.context_tokens})
     budgets = sorted({cell.config.budget for _, cell in cells if cell.config.budget})
     pyramid = [
@@ -118,6 +132,7 @@ def _setup(cells) -> dict:
     return {
         "model_id": first.model.model_id,
         "model_name": model_name(first.model.model_id),
+        "model_cite": next((key for part, key in MODEL_CITATIONS.items() if part in first.model.model_id.lower()), None),
         "threads": first.provenance.torch_threads,
         "num_layers": first.model.num_layers,
         "num_kv_heads": first.model.num_kv_heads,
@@ -125,7 +140,14 @@ def _setup(cells) -> dict:
         "dtype": first.model.dtype,
         "device": first.provenance.device_name,
         "device_type": first.model.device,
-        "samples": [{"task": task_label(task), "count": count} for task, count in samples],
+        "samples": [{"task": task_label(task), "key": task, "count": count} for task, count in samples],
+        "compute_hours": compute_seconds(cells) / 3600,
+        "param_rows": [
+            {"method": METHOD_LABELS.get(method, method),
+             "settings": ", ".join(f"{name} = {value}" for name, value in sorted(values.items())) or "none"}
+            for method, values in sorted(all_params.items(), key=lambda item: _method_rank(item[0]))
+        ],
+        "software": sorted((first.provenance.packages or {}).items()) + [("python", first.provenance.python)],
         "context_tokens": context,
         "budgets": budgets,
         "params": params,
@@ -135,32 +157,125 @@ def _setup(cells) -> dict:
     }
 
 
-def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "review", kit: Path | None = None) -> Path:
+def setup_macros(setup: dict, budgets: list[int], main_budget: int) -> list[tuple[str, Latex, str]]:
+    """Macros for the facts of the run that the text states: model shape, lengths, budgets, samples, hyperparameters."""
+    source = Latex("cell files: model and config fields")
+    macros = [
+        ("setup/model", Latex(escape(setup["model_name"]).replace("-", r"-\allowbreak{}")),
+         Latex("cell files: model.model_id")),
+        ("setup/layers", Latex(str(setup["num_layers"])), source),
+        ("setup/dtype", escape(setup["dtype"]), Latex("cell files: model.dtype")),
+        ("setup/device", escape(setup["device"]), Latex("cell files: provenance.device_name")),
+        ("setup/kvheads", Latex(str(setup["num_kv_heads"])), source),
+        ("setup/headdim", Latex(str(setup["head_dim"])), source),
+        ("setup/threads", Latex(str(setup["threads"])), Latex("cell files: provenance.torch_threads")),
+        ("setup/budgets", Latex(join_words([str(budget) for budget in budgets])), Latex("cell files: config.budget")),
+        ("budget/main", Latex(str(main_budget)), Latex("paper/content/paper.yaml: main_budget")),
+        ("stat/confidence", Latex(str(round(CONFIDENCE * 100))), Latex("pipeline/stats/bootstrap.py: CONFIDENCE")),
+        ("stat/resamples", Latex(f"{RESAMPLES:,}".replace(",", "{,}")), Latex("pipeline/stats/bootstrap.py: RESAMPLES")),
+        ("setup/compute", format_number(setup["compute_hours"], 1),
+         Latex("sum over cells of measured prefill (once per prompt), scoring and per-row decoding seconds")),
+    ]
+    if setup["context_tokens"]:
+        macros.append(("setup/context", Latex(join_words([str(n) for n in setup["context_tokens"]])),
+                       Latex("cell files: config.context_tokens")))
+    if setup["pyramid_fallbacks"]:
+        source = Latex("cell files: samples[].budget_fallback of the pyramidkv cells")
+        macros.append(("setup/pyramid/fallbacks", Latex(str(setup["pyramid_fallbacks"])), source))
+        macros.append(("setup/pyramid/runs", Latex(str(setup["pyramid_runs"])), source))
+    for budget in budgets:
+        macros.append((f"budget/b{budget}", Latex(str(budget)), Latex("cell files: config.budget")))
+    for item in setup["samples"]:
+        macros.append((f"setup/samples/{item['key']}", Latex(str(item["count"])), Latex("cell files: len(samples)")))
+    for method, params in setup["params"].items():
+        for name, value in params.items():
+            if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
+                continue
+            text = str(value) if isinstance(value, int) else f"{value:g}"
+            macros.append((f"param/{method}/{name}", Latex(text), Latex(f"cell files: config.method_params of {method}")))
+    return macros
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def compute_seconds(cells) -> float:
+    """Measured seconds behind the results: each prompt's prefill once, plus every sample's scoring and decoding.
+
+    A decoding batch shares its wall time among its rows, so each row counts
+    ``decode_s / decode_batch``.
+    """
+    prefills: dict[tuple, float] = {}
+    total = 0.0
+    for _, cell in cells:
+        for sample in cell.samples:
+            timing = sample.timing
+            prefills[(cell.config.task, cell.config.context_tokens, sample.sample_id)] = timing.prefill_s
+            total += timing.scoring_s + timing.decode_s / max(timing.decode_batch, 1)
+    return total + sum(prefills.values())
+
+
+def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "review", kit: Path | None = None,
+           config_path: Path = CONFIG_PATH) -> Path:
     """Draw the figures and write ``paper_dir/main.tex`` with the style, bibliography and figures."""
     if mode not in MODES:
         raise PaperError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+    config = load_config(config_path)
     cells = load_cells(results_dir)
     frame = results_frame(cells)
+    setup = _setup(cells)
+    ours_budgets = sorted(set(frame.loc[(frame.method == OUR_METHOD) & (frame.budget > 0), "budget"]))
+    main_budget = config.budget_for(setup["device_type"], [int(b) for b in ours_budgets], config_path)
 
-    figure_paths = [figures.average_by_budget(frame, figure_dir / FIGURE_RESULTS)]
+    table = category_table(frame, cells, main_budget)
+    figure_paths = [figures.category_bars(frame, table, figure_dir / FIGURE_RESULTS)]
     sweeps = figures.drawable_sweeps(sweep_grids(cells))
     if sweeps:
         figure_paths.append(figures.sweep_heatmaps(sweeps, figure_dir / FIGURE_SWEEP))
+    ablation, ablation_macros = ablation_table(cells, config.ablation, main_budget)
+    analysis, analysis_macros_list, analysis_paths = analysis_context(results_dir, figure_dir)
+    figure_paths += analysis_paths
+    efficiency, efficiency_macros_list = efficiency_macros(results_dir, setup["context_tokens"])
+    related = related_context(RELATED_PATH, TEMPLATES / "references.bib")
+
     labels, rows = main_table(frame)
+    likelihood_table = nll_table(frame, cells, main_budget)
     comparisons = claims.compare(frame, cells)
     likelihoods, likelihood_macros = claims.likelihoods(frame, cells)
+    story = claims.story(comparisons, likelihoods, main_budget)
+    budgets = sorted(int(budget) for budget in set(frame.budget) if budget)
+    macros = (
+        result_macros(frame) + claims.difference_macros(comparisons) + likelihood_macros
+        + category_macros(frame, main_budget) + ablation_macros + analysis_macros_list + efficiency_macros_list
+        + setup_macros(setup, budgets, main_budget)
+    )
+    keys = [key for key, _, _ in macros]
+    duplicated = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicated:
+        raise PaperError(f"Result macros defined twice: {', '.join(duplicated)}.")
     context = {
         "mode": mode,
+        "title": config.title_text,
         "style_package": KIT_STYLE if kit else OUR_STYLE,
         "style_options": "" if mode == "review" else mode,
         "bibliography_style": KIT_STYLE if kit else "plainnat",
         "people": read_authors(paper_dir / "authors.yaml") if mode != "review" else None,
         "table_columns": labels,
         "table_rows": rows,
-        "macros": result_macros(frame) + claims.difference_macros(comparisons) + likelihood_macros,
+        "main": table,
+        "ablation": ablation,
+        "nll_table": likelihood_table,
+        "nll_average": {row.method: row.cells[-1] for row in likelihood_table.rows} if likelihood_table else {},
+        "analysis": analysis,
+        "efficiency": efficiency,
+        "related": related,
+        "macros": macros,
         "likelihoods": likelihoods,
         "comparisons": comparisons,
+        "story": story,
         "headline": claims.headline(comparisons),
+        "task_notes": claims.task_notes(frame, cells, main_budget),
         "weak_tasks": claims.weak_tasks(frame),
         "seed_spreads": seed_spreads(frame),
         "tasks": [task_label(task) for task in task_order(frame)],
@@ -177,7 +292,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
             METHOD_LABELS[method] for method in METHOD_ORDER
             if method in set(frame.method) and method not in ("full", OUR_METHOD)
         ],
-        "setup": _setup(cells),
+        "setup": setup,
         "figure_results": Latex(f"figures/{FIGURE_RESULTS}"),
         "figure_sweep": Latex(f"figures/{FIGURE_SWEEP}") if sweeps else None,
     }
@@ -187,6 +302,8 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         text = environment.get_template("main.tex.j2").render(**context)
     except jinja2.TemplateSyntaxError as error:
         raise PaperError(f"{error.filename or error.name}:{error.lineno}: template syntax error: {error.message}") from None
+    except jinja2.TemplateNotFound as error:
+        raise PaperError(f"Template {error.name} not found under {TEMPLATES}; restore it with git.") from None
     except jinja2.UndefinedError as error:
         raise PaperError(f"Template refers to an undefined value: {error.message}") from None
 
@@ -222,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         render(args.results, args.paper, args.figures, args.mode, args.kit)
-    except (PaperError, ResultsError, ValueError) as error:
+    except (PaperError, ResultsError, ConfigError, RelatedError, ValueError) as error:
         logger.error("%s", error)
         # A PDF from older inputs must not pass for the current one.
         stale = args.paper / "build" / "main.pdf"

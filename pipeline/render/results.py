@@ -33,7 +33,9 @@ METHOD_LABELS = {
 OUR_METHOD = "circuitkv"
 
 
-def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt") -> pd.DataFrame:
+def results_frame(
+    cells: list[tuple[Path, CellResult]], protocol: str = "prompt", methods: tuple[str, ...] | None = METHOD_ORDER
+) -> pd.DataFrame:
     """One row per cell: task, benchmark, method, budget (0 for the full cache), mean score, samples, file.
 
     ``task`` is the table key: the task's name, or ``TASK-ctxN`` for a task
@@ -41,7 +43,9 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
 
     Only cells of ``protocol`` with absolute budgets are kept; budget-ratio cells
     do not share one budget across prompts and have no column in these tables.
-    The needle sweep has its own figure and no column.
+    The needle sweep has its own figure and no column. Only ``methods`` are
+    kept (all when None): the main tables show the named methods, and the
+    ablation table its variants.
     Cells that differ only in their method seed become one row whose score is
     the mean over seeds, with ``num_seeds``, ``score_std`` (sample standard
     deviation over seeds, 0 for one seed) and their files joined by "; ".
@@ -50,6 +54,8 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
     selected = table_cells(cells, protocol)
     left_out = len(cells) - len(selected)
     for key, path, cell in selected:
+        if methods is not None and cell.config.method not in methods:
+            continue
         rows.append(
             {
                 "task": key[0],
@@ -65,7 +71,8 @@ def results_frame(cells: list[tuple[Path, CellResult]], protocol: str = "prompt"
     if left_out:
         logger.info("Tables use the %s protocol with absolute budgets; %d other cells left out", protocol, left_out)
     if not rows:
-        raise ValueError(f"No result cells of the {protocol} protocol with absolute budgets; run `make results`.")
+        wanted = "" if methods is None else f" for {', '.join(methods)}"
+        raise ValueError(f"No result cells of the {protocol} protocol with absolute budgets{wanted}; run `make results`.")
     frame = pd.DataFrame(rows)
     duplicated = frame.duplicated(["task", "method", "budget", "method_seed"], keep=False)
     if duplicated.any():
@@ -205,6 +212,8 @@ def result_macros(frame: pd.DataFrame) -> list[tuple[str, Latex, str]]:
     for spread in seed_spreads(frame):
         source = Latex(f"largest standard deviation over method seeds of mean_score, {spread['method']} cells")
         macros.append((spread["key"], format_number(spread["max_std"]), source))
+        macros.append((f"seeds/{spread['method']}", Latex(str(spread["num_seeds"])),
+                       Latex(f"number of method seeds of the {spread['method']} cells")))
     return macros
 
 

@@ -8,6 +8,8 @@ A task run at several prompt lengths appears once per length, under the key
 
 from __future__ import annotations
 
+from pipeline.benchmarks import longbench
+
 LENGTH_SEPARATOR = "-ctx"
 
 TASK_LABELS = {
@@ -53,9 +55,38 @@ RULER_DESCRIPTIONS = {
     "niah_multiquery": "hides four key-number pairs in essay text and asks for all four",
     "vt": "hides a chain of four variable assignments in filler sentences and asks for every variable "
     "that holds the chain's value",
-    "cwe": "lists 10 words 30 times each among rare words and asks for the 10 most common",
+    "cwe": "lists ten words thirty times each among rare words and asks for the ten most common",
     "fwe": "asks for the three most frequent words of a coded text whose word counts follow a Zipf law",
 }
+
+
+# Table 1's columns: RULER's task categories (Hsieh et al., 2024) and LongBench's (Bai et al., 2024).
+RULER_CATEGORIES = {
+    "retrieval": ("niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1", "niah_multikey_2",
+                  "niah_multikey_3", "niah_multivalue", "niah_multiquery"),
+    "multi-hop tracing": ("vt",),
+    "aggregation": ("cwe", "fwe"),
+}
+CATEGORY_LABELS = {
+    "retrieval": "Retrieval",
+    "multi-hop tracing": "Tracing",
+    "aggregation": "Aggregation",
+    "single-doc QA": "Single-Doc QA",
+    "multi-doc QA": "Multi-Doc QA",
+    "summarization": "Summarization",
+    "few-shot": "Few-shot",
+    "synthetic": "Synthetic",
+    "code": "Code",
+}
+
+
+def task_category(key: str) -> str:
+    """Return the category of a table key: a RULER category, else LongBench's."""
+    task = base_name(key)
+    for name, tasks in RULER_CATEGORIES.items():
+        if task in tasks:
+            return name
+    return longbench.category(task)
 
 
 def task_key(task: str, context_tokens: int | None, several_lengths: bool) -> str:
