@@ -261,7 +261,7 @@ def test_abstract_adds_the_first_decided_budget_when_the_main_one_ties(write_res
             scores[(task, method, 128)] = 0.0
     tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
     abstract = tex[tex.index(r"\begin{abstract}") : tex.index(r"\end{abstract}")]
-    assert r"with \result{budget/b128} KV entries" in abstract
+    assert r"with \result{budget/b128} KV entries per layer and head" in abstract
     assert "so it matches it within our confidence intervals" in abstract
     assert r"At \result{budget/b512} entries, it falls behind SnapKV" in abstract
 
@@ -282,6 +282,9 @@ def test_answer_likelihood_paragraph_follows_the_nll(write_results, tmp_path):
     assert r"At a budget of \result{budget/b128}, CircuitKV averages \result{nll/circuitkv/b128} nats" in tex
     assert "Its paired difference to every baseline has an interval below zero on MK-NIAH-1 and S-NIAH-1" in tex
     assert "above zero on MK-NIAH-1 and S-NIAH-1" in tex
+    table = tex[tex.index(r"\label{tab:main}") : tex.index(r"\end{tabular}", tex.index(r"\label{tab:main}"))]
+    assert r"CircuitKV (Ours) & 40.0$^{-}$ & 40.0$^{-}$ & 40.0$^{-}$ & \textbf{1.00}$^{-}$ \\" in table
+    assert r"Full cache & 90.0 & 90.0 & 90.0 & 0.50 \\" in table
     _, macros = claims.likelihoods(*_frame_and_cells(directory))
     values = {key: str(value) for key, value, _ in macros}
     assert values["nll/circuitkv/b128"] == "1.00"

@@ -278,7 +278,8 @@ def story(comparisons: list[Comparison], likelihood_list: list[Likelihood], main
 class TaskNote:
     """CircuitKV on one task at one budget against that task's strongest baseline.
 
-    ``verdict`` follows the paired interval on the task's prompts; ``fails``
+    ``verdict`` follows the paired interval on the task's prompts.
+    ``nll_verdict`` compares the answer NLL with the baseline lowest on it. ``fails``
     marks a task where CircuitKV falls behind, or scores zero while the full
     cache solves part of the task, so the text gives it its own paragraph.
     """
@@ -292,6 +293,7 @@ class TaskNote:
     baseline_key: str
     full_key: str | None
     nll_ours_key: str | None
+    nll_baseline: str | None  # display name of the baseline with the lowest answer NLL on this task
     nll_baseline_key: str | None
     nll_verdict: str | None  # "lower than", "higher than" or "level with" the baseline's, by the paired interval
     fails: bool
@@ -320,11 +322,17 @@ def task_notes(frame: pd.DataFrame, cells: list, main_budget: int) -> list[TaskN
             fails = difference.interval.high < 0 or (
                 ours_score == 0 and full_score is not None and not pd.isna(full_score) and full_score > 0
             )
-            has_nll = bool(nll.get((task, OUR_METHOD, budget)) and nll.get((task, best, budget)))
+            # The answer NLL is compared with the baseline whose NLL on this task is lowest.
+            nll_means = {
+                method: sum(values.values()) / len(values)
+                for method in baselines.index if (values := nll.get((task, method, budget)))
+            }
+            has_nll = bool(nll.get((task, OUR_METHOD, budget)) and nll_means)
+            nll_best = min(nll_means, key=nll_means.get) if nll_means else None
             nll_verdict = None
             if has_nll:
                 interval = paired_difference(*paired_values(nll[(task, OUR_METHOD, budget)],
-                                                            nll[(task, best, budget)])).interval
+                                                            nll[(task, nll_best, budget)])).interval
                 nll_verdict = "lower than" if interval.high < 0 else "higher than" if interval.low > 0 else "level with"
             notes.append(
                 TaskNote(
@@ -337,7 +345,8 @@ def task_notes(frame: pd.DataFrame, cells: list, main_budget: int) -> list[TaskN
                     baseline_key=macro_key(task, best, budget),
                     full_key=None if full_score is None or pd.isna(full_score) else macro_key(task, "full", 0),
                     nll_ours_key=macro_key(f"nll/{task}", OUR_METHOD, budget) if has_nll else None,
-                    nll_baseline_key=macro_key(f"nll/{task}", best, budget) if has_nll else None,
+                    nll_baseline=METHOD_LABELS.get(nll_best, nll_best) if has_nll else None,
+                    nll_baseline_key=macro_key(f"nll/{task}", nll_best, budget) if has_nll else None,
                     nll_verdict=nll_verdict,
                     fails=bool(fails),
                 )

@@ -1,4 +1,6 @@
-"""Table 3: the answer NLL of every method at the main budget, per task and on average.
+"""The answer-NLL table: every method at the main budget, per task and on average.
+
+The appendix prints it in full, and Table 1 its last column.
 
 The answer NLL is the mean negative log-likelihood per token of the reference
 answer fed after the compressed cache (lower is better). It separates methods
@@ -44,7 +46,7 @@ def _mean(values: dict[str, float]) -> float:
 
 
 def nll_table(frame: pd.DataFrame, cells: list, budget: int) -> NllTable | None:
-    """Build Table 3 at ``budget``; None when CircuitKV or every baseline lacks NLL on some task."""
+    """Build the table at ``budget``; None when CircuitKV or every baseline lacks NLL on some task."""
     nll = prompt_scores(cells, field="answer_nll")
     tasks = task_order(frame)
     methods = [m for m in METHOD_ORDER if m in set(frame.method)]
@@ -65,7 +67,11 @@ def nll_table(frame: pd.DataFrame, cells: list, budget: int) -> NllTable | None:
         chosen = tasks if task is None else [task]
         pairs = [paired_values(nll[(t, OUR_METHOD, budget)], nll[(t, best, budget)]) for t in chosen]
         interval = paired_task_average(pairs).interval
-        markers[index] = "$^{-}$" if interval.high < 0 else "$^{+}$" if interval.low > 0 else ""
+        markers[index] = ""
+        if interval.high < 0:
+            markers[index] = "$^{-}$"
+        elif interval.low > 0:
+            markers[index] = "$^{+}$"
 
     compressed = [m for m in means if m != "full"]
     rows = []
