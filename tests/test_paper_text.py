@@ -255,3 +255,44 @@ def test_citations_match_bibliography(tmp_path):
     entries = set(read_bibliography(REPOSITORY / "templates/references.bib"))
     assert cited - entries == set(), "cited but not in references.bib"
     assert entries - cited == set(), "in references.bib but never cited"
+
+
+def _efficiency_file(directory, results):
+    path = directory / "efficiency" / "efficiency.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"device": "cpu", "device_name": "test-cpu", "results": results}))
+    return directory
+
+
+def _length(tokens, prefill):
+    return {
+        "tokens": tokens, "prefill_s": prefill,
+        "scoring_s": {"CircuitKV-MC": prefill / 2, "SnapKV": prefill / 100},
+        "peak_bytes": {"CircuitKV-MC": 2 * 2**20, "SnapKV": 2**20},
+        "decode_s_per_token": {"full": 0.1, "B=128": 0.075},
+        "kv_bytes": {"full": 4096, "B=128": 128},
+    }
+
+
+def test_efficiency_macros_quote_the_experiment_length(tmp_path):
+    from pipeline.render.efficiency import efficiency_macros
+
+    directory = _efficiency_file(tmp_path, [_length(1024, 2.0), _length(4096, 10.0)])
+    facts, macros = efficiency_macros(directory, [4096])
+    values = {key: str(value) for key, value, _ in macros}
+    assert values["eff/tokens"] == "4096"
+    assert values["eff/scoring/circuitkv"] == "50"
+    assert values["eff/kv/b128"] == "3.1"
+    assert values["eff/decode/b128"] == "$-$25"
+    assert facts["table"]["lengths"] == [1024, 4096]
+    assert [row["label"] for row in facts["table"]["rows"]] == ["CircuitKV-MC", "SnapKV"]
+
+
+def test_efficiency_file_without_a_field_is_named(tmp_path):
+    from pipeline.render.efficiency import efficiency_macros
+
+    broken = _length(4096, 10.0)
+    del broken["kv_bytes"]
+    directory = _efficiency_file(tmp_path, [broken])
+    with pytest.raises(ValueError, match=r"efficiency.json: results\[tokens=4096\] lacks a field"):
+        efficiency_macros(directory, [4096])

@@ -66,5 +66,29 @@ def efficiency_macros(results_dir: Path, context_tokens: list[int]) -> tuple[dic
                        Latex(f"{where}.kv_bytes[full] in MiB")))
     except (KeyError, TypeError, ZeroDivisionError, ValueError) as error:
         raise ValueError(f"{path}: results[tokens={tokens}] lacks a field ({error}); rerun `make bench`.") from None
-    facts = {"budgets": budgets, "device": data.get("device_name") or data.get("device", "")}
+    facts = {
+        "budgets": budgets,
+        "device": data.get("device_name") or data.get("device", ""),
+        "table": scaling_table(path, by_length),
+    }
     return facts, macros
+
+
+def scaling_table(path: Path, by_length: dict[int, dict]) -> dict:
+    """Each scorer's time in percent of the prefill and its peak extra memory in MiB, at every measured length."""
+    lengths = sorted(by_length)
+    rows = []
+    try:
+        labels = [label for label in by_length[lengths[0]]["scoring_s"] if all(
+            label in by_length[n]["scoring_s"] for n in lengths)]
+        for label in labels:
+            rows.append({
+                "label": label,
+                "time": [signed_number(percent_of(by_length[n]["scoring_s"][label], by_length[n]["prefill_s"]), 0)
+                         for n in lengths],
+                "memory": [signed_number(by_length[n]["peak_bytes"][label] / MIB) for n in lengths],
+            })
+        prefill = [signed_number(by_length[n]["prefill_s"]) for n in lengths]
+    except (KeyError, TypeError, ZeroDivisionError) as error:
+        raise ValueError(f"{path}: a measured length lacks a field ({error}); rerun `make bench`.") from None
+    return {"lengths": lengths, "rows": rows, "prefill": prefill}
