@@ -221,11 +221,11 @@ def main(argv: list[str] | None = None) -> int:
             "longbench_config": _existing_dir(args.longbench_config, "--longbench-config / LONGBENCH_CONFIG"),
             "ruler_dir": _existing_dir(args.ruler_dir, "--ruler-dir / RULER_DIR"),
         }
-        configs = [GridConfig(**settings, **shared)]
+        run_grid(GridConfig(**settings, **shared))
         if ablation is not None:
-            configs.append(GridConfig(**ablation, **shared))
-        for config in configs:
-            run_grid(config)
+            logger.info("Ablation pass of the profile: %s at budgets %s on %s", ", ".join(ablation["methods"]),
+                        ", ".join(map(str, ablation["budgets"])), ", ".join(ablation["tasks"]))
+            run_grid(GridConfig(**ablation, **shared))
     except (BudgetError, ModelNotFoundError, ResultsError, FileNotFoundError, ValueError) as error:
         logger.error("%s", error)
         return 2

@@ -262,7 +262,8 @@ def test_abstract_adds_the_first_decided_budget_when_the_main_one_ties(write_res
     tex = paper.render(write_results(scores), tmp_path / "p", tmp_path / "f").read_text()
     abstract = tex[tex.index(r"\begin{abstract}") : tex.index(r"\end{abstract}")]
     assert r"with \result{budget/b128} KV entries per layer and head" in abstract
-    assert "so it matches it within our confidence intervals" in abstract
+    assert "so it matches them within our confidence intervals" in abstract
+    assert "StreamingLLM and SnapKV, which tie as the strongest baselines" in abstract
     assert r"At \result{budget/b512} entries, it falls behind SnapKV" in abstract
 
 

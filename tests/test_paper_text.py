@@ -242,7 +242,7 @@ def test_ablation_table_and_wording_follow_the_variants(write_results, tmp_path)
 
 def test_incomplete_ablation_is_said_not_hidden(write_results, tmp_path):
     tex = render(write_results(standard_scores()), tmp_path, "no-ablation")
-    assert "The results hold no complete ablation at the main budget" in tex
+    assert r"We did not run the ablation at the main budget of \result{budget/main} entries" in tex
     assert r"\label{tab:ablation}" not in tex
 
 

@@ -9,6 +9,7 @@ a paired bootstrap over the prompts both ran, within each task.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,6 +22,8 @@ from pipeline.render.results import prompt_scores, results_frame, task_order
 from pipeline.render.tasks import task_label
 from pipeline.stats.bootstrap import RESAMPLES, SEED, PairedDifference, paired_task_average
 from pipeline.stats.summary import paired_values
+
+logger = logging.getLogger(__name__)
 
 NLL_DIGITS = 2
 
@@ -80,6 +83,9 @@ def ablation_table(
     frame = frame[frame.budget == budget]
     missing = [row.method for row, spec in zip(ablation.rows, specs) if spec not in set(frame.method)]
     if missing:
+        logger.warning("%s: ablation rows %s have no cells at the main budget %d, so the paper has no ablation "
+                       "table; run them at that budget (the profile's ablation section) or change main_budget.",
+                       CONFIG_PATH, ", ".join(missing), budget)
         return None, []
 
     ran = [set(frame.loc[frame.method == spec, "task"]) for spec in specs]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipeline.render.latex import Latex, format_number, signed_number
+from pipeline.render.latex import Latex, format_number, join_words, signed_number
 from pipeline.render.results import METHOD_LABELS, OUR_METHOD, macro_key, prompt_scores, score_pivot, task_order
 from pipeline.render.tasks import task_label
 from pipeline.stats.bootstrap import RESAMPLES, SEED, PairedDifference, paired_difference, paired_task_average
@@ -39,6 +39,18 @@ class Comparison:
     tasks_won: list[str]
     tasks_lost: list[str]
     difference: PairedDifference
+
+    @property
+    def strongest(self) -> str:
+        """The strongest baseline as prose, naming every baseline tied with it."""
+        if not self.tied:
+            return f"{self.baseline}, the strongest baseline"
+        return f"{join_words([self.baseline, *self.tied])}, which tie as the strongest baselines"
+
+    @property
+    def them(self) -> str:
+        """The pronoun for ``strongest``."""
+        return "them" if self.tied else "it"
 
 
 def verdict(difference: PairedDifference) -> str:

@@ -59,6 +59,10 @@ def category_bars(frame: pd.DataFrame, table, path: Path) -> Path:
         offsets = [position + (index - (len(shown) - 1) / 2) * width for position in range(len(columns))]
         colour = "0.75" if row.method == "full" else colours[row.method]
         left.bar(offsets, heights, width=width, color=colour, label=METHOD_LABELS.get(row.method, row.method))
+        # A bar of height zero is invisible; a short line on the axis shows that the score is zero, not missing.
+        zeros = [offset for offset, height in zip(offsets, heights) if height == 0]
+        left.hlines([0.8] * len(zeros), [x - width / 2 for x in zeros], [x + width / 2 for x in zeros],
+                    colors=[colour] * len(zeros), linewidth=1.5)
     left.set_xticks(range(len(columns)), columns)
     left.set_ylabel(f"Score at B = {table.budget}")
     left.set_ylim(0, 100)

@@ -19,7 +19,7 @@ import yaml
 from pipeline.atomic import write_text_atomically
 from pipeline.experiments.schema import ResultsError, read_cell
 from pipeline.render import claims, figures
-from pipeline.render.ablation import ablation_table
+from pipeline.render.ablation import ablation_table, canonical
 from pipeline.render.analysis_figures import analysis_context
 from pipeline.render.categories import category_macros, category_table
 from pipeline.render.config import CONFIG_PATH, ConfigError, load_config
@@ -143,8 +143,9 @@ def _setup(cells) -> dict:
         "samples": [{"task": task_label(task), "key": task, "count": count} for task, count in samples],
         "compute_hours": compute_seconds(cells) / 3600,
         "param_rows": [
-            {"method": METHOD_LABELS.get(method, method),
-             "settings": ", ".join(f"{name} = {value}" for name, value in sorted(values.items())) or "none"}
+            {"method": escape(METHOD_LABELS.get(method, method)),
+             "settings": Latex(", ".join(rf"\texttt{{{escape(name)}}}~=~{escape(str(value))}"
+                                         for name, value in sorted(values.items())) or "none")}
             for method, values in sorted(all_params.items(), key=lambda item: _method_rank(item[0]))
         ],
         "software": sorted((first.provenance.packages or {}).items()) + [("python", first.provenance.python)],
@@ -241,6 +242,11 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
 
     labels, rows = main_table(frame)
     likelihood_table = nll_table(frame, cells, main_budget)
+    variant_labels = {canonical(row.method): Latex(f"CircuitKV, {row.label}") for row in config.ablation.rows[1:]}
+    for row in setup["param_rows"]:
+        spec = next((spec for spec in variant_labels if escape(spec) == row["method"]), None)
+        if spec is not None:
+            row["method"] = variant_labels[spec]
     comparisons = claims.compare(frame, cells)
     likelihoods, likelihood_macros = claims.likelihoods(frame, cells)
     story = claims.story(comparisons, likelihoods, main_budget)
