@@ -20,11 +20,23 @@ MODE ?= review
 # make bench: extra options for `python -m pipeline.bench.efficiency` (see --help).
 BENCH_ARGS ?=
 
-.PHONY: help venv tex results paper render check-anonymity test bench clean
+.PHONY: help venv tex results paper render check-format check-anonymity preview test bench clean
+# A recipe that fails removes its target, so a PDF that failed a gate is never taken as up to date.
+.DELETE_ON_ERROR:
+
+PDF := paper/build/main.pdf
+# Everything the PDF is made from; `make paper` rebuilds only when one of these changed.
+PAPER_INPUTS = $(shell find templates paper/content pipeline/render pipeline/stats data/results -type f \
+	-not -name '.*' -not -path '*/__pycache__/*' 2>/dev/null) $(wildcard paper/authors.yaml) paper/.variant
+# The mode and the kit are inputs too: paper/.variant changes when they do.
+$(shell mkdir -p paper && v="$(MODE) $(ICML_KIT)" && [ "$$(cat paper/.variant 2>/dev/null)" = "$$v" ] \
+	|| echo "$$v" > paper/.variant)
 
 help:
 	@echo "make paper            render figures and LaTeX from data/results and build paper/build/main.pdf"
 	@echo "make results          run the PROFILE grid (default quick) and write data/results (set LONGBENCH_DIR for LongBench)"
+	@echo "make check-format     fonts embedded and not Type 3, US letter, under 10 MB (paper and figures)"
+	@echo "make preview          PNG images of the pages in paper/build/preview/"
 	@echo "make check-anonymity  search the rendered paper and PDF for the identities in paper/authors.yaml"
 	@echo "make test             run the test suite (CPU, no network)"
 	@echo "make bench            time and measure the scorers, prefill and decoding; writes data/results/efficiency"
@@ -62,8 +74,21 @@ results: venv
 render: venv
 	$(PY) -m pipeline.render.paper --mode $(MODE)
 
-paper: venv tex render
+paper: $(PDF)
+	@echo "$(PDF) is up to date."
+
+$(PDF): $(PAPER_INPUTS) $(STAMP) | tex
+	$(PY) -m pipeline.render.paper --mode $(MODE)
 	$(PY) -m pipeline.render.build
+	@touch $(PDF)  # latexmk leaves an unchanged PDF alone; make must still see it as newer than its inputs
+
+check-format: $(PDF)
+	$(PY) -m pipeline.render.gates
+
+preview: $(PDF)
+	rm -rf paper/build/preview && mkdir -p paper/build/preview
+	pdftoppm -r 80 -png $(PDF) paper/build/preview/page
+	@echo "Page images in paper/build/preview/"
 
 check-anonymity: venv
 	$(PY) -m pipeline.checks.anonymity --json paper/build/anonymity.json
@@ -75,4 +100,4 @@ bench: venv
 	$(PY) -m pipeline.bench.efficiency $(BENCH_ARGS)
 
 clean:
-	rm -rf paper/build paper/main.tex paper/*.sty paper/*.bib paper/figures
+	rm -rf paper/build paper/main.tex paper/main.sourcemap.json paper/.variant paper/*.sty paper/*.bib paper/figures

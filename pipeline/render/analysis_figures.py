@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.analysis.sensitivity import BRIDGES_FILE, DEFAULT_OUTPUT_DIR, SENSITIVITY_FILE
 from pipeline.render import figures  # noqa: F401  (sets the paper's matplotlib rcParams)
-from pipeline.render.figures import _save
+from pipeline.render.figures import _save, drawn
 from pipeline.render.latex import Latex, format_number
 from pipeline.render.tasks import task_label
 
@@ -470,8 +470,10 @@ def analysis_context(results_dir: Path, figure_dir: Path) -> tuple[dict | None, 
     validate_sensitivity(sensitivity, str(sensitivity_path))
 
     paths = [
-        draw_bridges(bridges, figure_dir / BRIDGES_FIGURE),
-        draw_sensitivity(sensitivity, figure_dir / SENSITIVITY_FIGURE),
+        drawn(figure_dir / BRIDGES_FIGURE, json.dumps(bridges, sort_keys=True),
+              lambda: draw_bridges(bridges, figure_dir / BRIDGES_FIGURE), Path(__file__)),
+        drawn(figure_dir / SENSITIVITY_FIGURE, json.dumps(sensitivity, sort_keys=True),
+              lambda: draw_sensitivity(sensitivity, figure_dir / SENSITIVITY_FIGURE), Path(__file__)),
     ]
     macros = analysis_macros(
         bridges, sensitivity, display_path(bridges_path, results_dir), display_path(sensitivity_path, results_dir)

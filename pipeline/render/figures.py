@@ -7,6 +7,7 @@ dates or producer strings, so an unchanged input gives an unchanged file.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -133,6 +134,24 @@ def sweep_heatmaps(grids: list[dict], path: Path) -> Path:
     if image is not None:
         figure.colorbar(image, ax=axes, shrink=0.9, pad=0.01, label="Score").ax.tick_params(labelsize=5)
     return _save(figure, path)
+
+
+def drawn(path: Path, inputs: str, draw, code: Path) -> Path:
+    """Return ``path``, calling ``draw()`` only when its inputs or drawing code changed since it was drawn.
+
+    ``inputs`` is a text rendering of everything the figure shows, and
+    ``code`` the module that draws it. Their digest is kept next to the
+    figure, so a change to a template or to another figure's data leaves
+    this figure's file untouched.
+    """
+    digest = hashlib.sha256((inputs + "\0" + code.read_text(encoding="utf-8")).encode()).hexdigest()
+    record = path.with_name(f".{path.name}.inputs")
+    if path.is_file() and record.is_file() and record.read_text(encoding="utf-8").strip() == digest:
+        logger.info("%s: inputs unchanged, not redrawn", path)
+        return path
+    draw()
+    record.write_text(digest + "\n", encoding="utf-8")
+    return path
 
 
 def _save(figure, path: Path) -> Path:

@@ -17,6 +17,8 @@ from pathlib import Path
 import jinja2
 from pylatexenc.latexencode import UnicodeToLatexEncoder
 
+from pipeline.render.source_map import MarkingLoader
+
 _ENCODER = UnicodeToLatexEncoder(non_ascii_only=False, replacement_latex_protection="braces-after-macro")
 
 
@@ -62,10 +64,16 @@ def join_words(items) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def make_environment(template_dir: Path) -> jinja2.Environment:
-    """Build the environment that renders the paper's templates from ``template_dir``."""
+def make_environment(template_dir: Path, source_map: bool = False) -> jinja2.Environment:
+    """Build the environment that renders the paper's templates from ``template_dir``.
+
+    With ``source_map``, templates carry line markers that
+    ``pipeline.render.source_map.strip_markers`` turns into a map from output
+    lines to template lines.
+    """
+    loader = MarkingLoader(str(template_dir)) if source_map else jinja2.FileSystemLoader(str(template_dir))
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_dir)),
+        loader=loader,
         block_start_string="((*",
         block_end_string="*))",
         variable_start_string="(((",

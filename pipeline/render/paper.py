@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -21,6 +22,7 @@ from pipeline.experiments.schema import ResultsError, read_cell
 from pipeline.render import claims, figures
 from pipeline.render.ablation import ablation_table, canonical
 from pipeline.render.analysis_figures import analysis_context
+from pipeline.render.build import SOURCE_MAP
 from pipeline.render.categories import category_macros, category_table
 from pipeline.render.config import CONFIG_PATH, ConfigError, load_config
 from pipeline.render.efficiency import efficiency_macros
@@ -37,6 +39,7 @@ from pipeline.render.results import (
     seed_spreads,
     task_order,
 )
+from pipeline.render.source_map import strip_markers
 from pipeline.render.tasks import RULER_DESCRIPTIONS, base_name, task_label
 from pipeline.stats.bootstrap import CONFIDENCE, RESAMPLES
 from pipeline.stats.breakdowns import sweep_grids
@@ -217,8 +220,14 @@ def compute_seconds(cells) -> float:
     return total + sum(prefills.values())
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it, so the paper folder holds no user's home path."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPOSITORY)) if resolved.is_relative_to(REPOSITORY) else str(resolved)
+
+
 def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "review", kit: Path | None = None,
-           config_path: Path = CONFIG_PATH) -> Path:
+           config_path: Path = CONFIG_PATH, templates: Path = TEMPLATES) -> Path:
     """Draw the figures and write ``paper_dir/main.tex`` with the style, bibliography and figures."""
     if mode not in MODES:
         raise PaperError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
@@ -230,10 +239,13 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
     main_budget = config.budget_for(setup["device_type"], [int(b) for b in ours_budgets], config_path)
 
     table = category_table(frame, cells, main_budget)
-    figure_paths = [figures.category_bars(frame, table, figure_dir / FIGURE_RESULTS)]
+    code = Path(figures.__file__)
+    figure_paths = [figures.drawn(figure_dir / FIGURE_RESULTS, frame.to_json() + repr(table),
+                                  lambda: figures.category_bars(frame, table, figure_dir / FIGURE_RESULTS), code)]
     sweeps = figures.drawable_sweeps(sweep_grids(cells))
     if sweeps:
-        figure_paths.append(figures.sweep_heatmaps(sweeps, figure_dir / FIGURE_SWEEP))
+        figure_paths.append(figures.drawn(figure_dir / FIGURE_SWEEP, json.dumps(sweeps, sort_keys=True, default=str),
+                                          lambda: figures.sweep_heatmaps(sweeps, figure_dir / FIGURE_SWEEP), code))
     ablation, ablation_macros = ablation_table(cells, config.ablation, main_budget)
     analysis, analysis_macros_list, analysis_paths = analysis_context(results_dir, figure_dir)
     figure_paths += analysis_paths
@@ -303,13 +315,13 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         "figure_sweep": Latex(f"figures/{FIGURE_SWEEP}") if sweeps else None,
     }
 
-    environment = make_environment(TEMPLATES)
+    environment = make_environment(templates, source_map=True)
     try:
-        text = environment.get_template("main.tex.j2").render(**context)
+        text, origins = strip_markers(environment.get_template("main.tex.j2").render(**context))
     except jinja2.TemplateSyntaxError as error:
         raise PaperError(f"{error.filename or error.name}:{error.lineno}: template syntax error: {error.message}") from None
     except jinja2.TemplateNotFound as error:
-        raise PaperError(f"Template {error.name} not found under {TEMPLATES}; restore it with git.") from None
+        raise PaperError(f"Template {error.name} not found under {templates}; restore it with git.") from None
     except jinja2.UndefinedError as error:
         raise PaperError(f"Template refers to an undefined value: {error.message}") from None
 
@@ -328,6 +340,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         shutil.copyfile(TEMPLATES / f"{OUR_STYLE}.sty", paper_dir / f"{OUR_STYLE}.sty")
 
     target = paper_dir / "main.tex"
+    write_text_atomically(paper_dir / SOURCE_MAP, json.dumps({"templates": _shown(templates), "lines": origins}) + "\n")
     write_text_atomically(target, text)
     logger.info("Wrote %s", target)
     return target
