@@ -17,6 +17,8 @@ RESULTS_ARGS ?=
 # Comma-separated, overriding the profile: prompt (compress the whole prompt), context (compress the context, then ask).
 PROTOCOLS ?=
 MODE ?= review
+# make paper FIT=auto: apply paper/content/paper.yaml's remedies until the main text fits 8 pages.
+FIT ?= off
 # make bench: extra options for `python -m pipeline.bench.efficiency` (see --help).
 BENCH_ARGS ?=
 
@@ -29,7 +31,7 @@ PDF := paper/build/main.pdf
 PAPER_INPUTS = $(shell find templates paper/content pipeline/render pipeline/stats data/results -type f \
 	-not -name '.*' -not -path '*/__pycache__/*' 2>/dev/null) $(wildcard paper/authors.yaml) paper/.variant
 # The mode and the kit are inputs too: paper/.variant changes when they do.
-$(shell mkdir -p paper && v="$(MODE) $(ICML_KIT)" && [ "$$(cat paper/.variant 2>/dev/null)" = "$$v" ] \
+$(shell mkdir -p paper && v="$(MODE) $(FIT) $(ICML_KIT)" && [ "$$(cat paper/.variant 2>/dev/null)" = "$$v" ] \
 	|| echo "$$v" > paper/.variant)
 
 help:
@@ -78,8 +80,7 @@ paper: $(PDF)
 	@echo "$(PDF) is up to date."
 
 $(PDF): $(PAPER_INPUTS) $(STAMP) | tex
-	$(PY) -m pipeline.render.paper --mode $(MODE)
-	$(PY) -m pipeline.render.build
+	$(PY) -m pipeline.render.fit --mode $(MODE) --fit $(FIT)
 	@touch $(PDF)  # latexmk leaves an unchanged PDF alone; make must still see it as newer than its inputs
 
 check-format: $(PDF)

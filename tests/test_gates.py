@@ -1,6 +1,7 @@
 """Build gates: planted faults fail with the right message, builds are byte-identical, figures are not redrawn."""
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def test_nine_page_main_text_fails_with_lines_over(rendered, tmp_path):
     message = build_error(planted(rendered, tmp_path, r"\section{Conclusion}", filler))
     assert "the main text ends on page" in message
     assert "over the 8-page limit by about" in message
+    assert "floats in the main text, two-column ones first: fig:results (figure*)" in message
 
 
 def test_latex_error_names_template_file_and_line(rendered, tmp_path):
@@ -150,3 +152,28 @@ def test_page_report_reads_the_part_labels():
     findings = gates.page_findings(report)
     assert len(findings) == 1
     assert "ends on page 9" in findings[0].message
+
+
+def test_fit_auto_applies_remedies_in_order_then_names_them(rendered, tmp_path, monkeypatch, caplog):
+    from pipeline.render import fit
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(gates, "PAGE_LIMIT", 1)  # no version of the fixture paper fits one page
+    with pytest.raises(build.PageLimitError, match="Every remedy is applied") as error:
+        fit.fit_paper(rendered[0], tmp_path / "paper", tmp_path / "figures", auto=True)
+    assert "short_captions, ablation_to_appendix, compact_related, vspace" in str(error.value)
+    messages = [record.getMessage() for record in caplog.records]
+    applied = [message.split()[-1] for message in messages if "applying the remedy" in message]
+    assert applied == ["short_captions", "ablation_to_appendix", "compact_related", "vspace"]
+    tex = (tmp_path / "paper" / "main.tex").read_text()
+    assert r"\newcommand{\captiondetail}[1]{\unskip}" in tex
+    assert "Examples are " in tex  # the compact Related Work
+    assert tex.count(r"\vspace{-3pt}") == 2
+
+
+def test_page_limit_without_fit_suggests_fit_auto(rendered, tmp_path, monkeypatch):
+    from pipeline.render import fit
+
+    monkeypatch.setattr(gates, "PAGE_LIMIT", 1)
+    with pytest.raises(build.PageLimitError, match="make paper FIT=auto"):
+        fit.fit_paper(rendered[0], tmp_path / "paper", tmp_path / "figures")

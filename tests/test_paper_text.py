@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,16 @@ def test_efficiency_file_without_a_field_is_named(tmp_path):
     directory = _efficiency_file(tmp_path, [broken])
     with pytest.raises(ValueError, match=r"efficiency.json: results\[tokens=4096\] lacks a field"):
         efficiency_macros(directory, [4096])
+
+
+def test_acknowledgements_only_in_accepted_mode(write_results, tmp_path):
+    results = write_results(standard_scores())
+    accepted_dir = tmp_path / "accepted"
+    accepted_dir.mkdir()
+    shutil.copyfile(REPOSITORY / "paper/authors.example.yaml", accepted_dir / "authors.yaml")
+    accepted = paper.render(results, accepted_dir, tmp_path / "f1", mode="accepted").read_text()
+    review = render(results, tmp_path, "review")
+    assert r"\section*{Acknowledgements}" in accepted
+    assert "Example Foundation" in accepted
+    assert r"\section*{Acknowledgements}" not in review
+    assert accepted.index("Acknowledgements") < accepted.index("Impact Statement")

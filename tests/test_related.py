@@ -67,7 +67,7 @@ def load_error(tmp_path: Path, data: dict) -> str:
 
 
 def render(name: str, related: dict) -> str:
-    return make_environment(TEMPLATES).get_template(name).render(related=related)
+    return make_environment(TEMPLATES).get_template(name).render(related=related, fit={"compact_related": False})
 
 
 def digits_outside_allowed(tex: str) -> list[str]:

@@ -403,9 +403,10 @@ def load_identity_terms(path: Path) -> list[IdentityTerm]:
             f"{path}: expected a mapping with an 'authors' list. "
             "See paper/authors.example.yaml for the format"
         )
-    unknown = sorted(set(data) - {"authors", *_TOP_LEVEL_LISTS})
+    # The acknowledgements are text for the camera-ready paper, not an identity to search for.
+    unknown = sorted(set(data) - {"authors", "acknowledgements", *_TOP_LEVEL_LISTS})
     if unknown:
-        allowed = ", ".join(["authors", *_TOP_LEVEL_LISTS])
+        allowed = ", ".join(["authors", *_TOP_LEVEL_LISTS, "acknowledgements"])
         raise AuthorsFileError(f"{path}: unknown top-level field(s) {unknown} (allowed: {allowed})")
     authors = data.get("authors")
     if not isinstance(authors, list) or not authors:

@@ -48,7 +48,11 @@ class LatexError:
 
 
 class BuildError(RuntimeError):
-    """The PDF could not be built."""
+    """The PDF could not be built, or it failed a check."""
+
+
+class PageLimitError(BuildError):
+    """The PDF built and passed every check but the page limit."""
 
 
 def first_error(log_text: str) -> LatexError | None:
@@ -150,17 +154,23 @@ def build(paper_dir: Path) -> Path:
     findings, warnings = gates.log_findings(log_text, appendix_line)
     aux = paper_dir / BUILD_DIR / "main.aux"
     try:
-        report = gates.page_report(aux.read_text(encoding="utf-8", errors="replace"))
+        report = gates.page_report(aux.read_text(encoding="utf-8", errors="replace"), gates.PAGE_LIMIT)
     except (OSError, ValueError) as error:
         raise BuildError(f"{aux}: {error}") from None
-    findings += gates.page_findings(report)
+    findings += gates.page_findings(report, gates.PAGE_LIMIT)
     if warnings:
         logger.info("Warnings that do not fail the build: %s",
                     ", ".join(f"{count} {kind}" for kind, count in sorted(warnings.items())))
     logger.info("Main text ends on page %d of %d allowed", report.main_end, gates.PAGE_LIMIT)
     if findings:
         listed = "\n".join(f"  {paper_dir}/{finding}" for finding in findings)
-        raise BuildError(f"the build succeeded but {len(findings)} check(s) failed:\n{listed}")
+        message = f"the build succeeded but {len(findings)} check(s) failed:\n{listed}"
+        if any(finding.message.startswith(gates.OVER_LIMIT) for finding in findings):
+            floats = gates.main_text_floats("\n".join(main_lines))
+            message += "\n  floats in the main text, two-column ones first: " + ", ".join(floats)
+        if all(finding.message.startswith(gates.OVER_LIMIT) for finding in findings):
+            raise PageLimitError(message)
+        raise BuildError(message)
     return paper_dir / BUILD_DIR / "main.pdf"
 
 

@@ -40,6 +40,9 @@ class Ablation(_Section):
     rows: list[AblationRow] = Field(min_length=2)
 
 
+REMEDIES = ("short_captions", "ablation_to_appendix", "compact_related", "vspace")
+
+
 class PaperConfig(_Section):
     """The choices ``paper.yaml`` makes."""
 
@@ -47,6 +50,7 @@ class PaperConfig(_Section):
     titles: dict[str, str] = Field(min_length=1)
     main_budget: dict[str, int] = Field(min_length=1, description="Table 1's budget by device type (cpu, cuda)")
     ablation: Ablation
+    fit: list[Literal[REMEDIES]] = Field(default=list(REMEDIES), description="FIT=auto's remedies, in order")
 
     @model_validator(mode="after")
     def _title_is_known(self) -> PaperConfig:

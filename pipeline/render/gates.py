@@ -24,6 +24,7 @@ from pathlib import Path
 PAGE_LIMIT = 8
 OVERFULL_LIMIT_PT = 1.0
 MAX_PDF_BYTES = 10 * 2**20
+OVER_LIMIT = "the main text ends on page"
 LETTER_PT = (612, 792)
 TEXT_TOP_SP = 72 * 65536 * (11 - 1)  # the text block's top, 1 in below the top of an 11 in page, in sp from the bottom
 
@@ -129,7 +130,7 @@ def page_findings(report: PageReport, limit: int = PAGE_LIMIT) -> list[Finding]:
     if report.main_end > limit:
         findings.append(Finding(
             f"page {report.main_end}",
-            f"the main text ends on page {report.main_end}, over the {limit}-page limit by about "
+            f"{OVER_LIMIT} {report.main_end}, over the {limit}-page limit by about "
             f"{report.lines_over} lines of one column; shorten it (captions, Related Work, the ablation) "
             "or move material to the appendix",
         ))
@@ -140,6 +141,20 @@ def page_findings(report: PageReport, limit: int = PAGE_LIMIT) -> list[Finding]:
     if report.appendix is not None and report.references is not None and report.appendix < report.references:
         findings.append(Finding(f"page {report.appendix}", "only the appendix may follow the references"))
     return findings
+
+
+_FLOAT = re.compile(r"\\begin\{(figure\*?|table\*?|algorithm)\}.*?\\end\{\1\}", re.DOTALL)
+
+
+def main_text_floats(tex: str) -> list[str]:
+    """The floats of the main text as ``label (kind)``, two-column floats first: the first candidates to shrink."""
+    end = tex.find("\\appendix")
+    floats = []
+    for match in _FLOAT.finditer(tex[: end if end >= 0 else len(tex)]):
+        label = re.search(r"\\label\{([^}]*)\}", match.group())
+        floats.append((not match.group(1).endswith("*"), f"{label.group(1) if label else 'unlabelled'} "
+                                                          f"({match.group(1)})"))
+    return [name for _, name in sorted(floats, key=lambda item: item[0])]
 
 
 def _tool(name: str) -> str:

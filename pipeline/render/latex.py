@@ -64,6 +64,12 @@ def join_words(items) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def lower_first(text: str) -> str:
+    """Lower-case the first letter only, keeping the type, so a sentence's subject can follow other words."""
+    changed = text[:1].lower() + text[1:]
+    return Latex(changed) if isinstance(text, Latex) else changed
+
+
 def make_environment(template_dir: Path, source_map: bool = False) -> jinja2.Environment:
     """Build the environment that renders the paper's templates from ``template_dir``.
 
@@ -90,4 +96,5 @@ def make_environment(template_dir: Path, source_map: bool = False) -> jinja2.Env
     environment.filters["num"] = format_number
     environment.filters["latex"] = Latex
     environment.filters["join_words"] = join_words
+    environment.filters["lower_first"] = lower_first
     return environment

@@ -24,7 +24,7 @@ from pipeline.render.ablation import ablation_table, canonical
 from pipeline.render.analysis_figures import analysis_context
 from pipeline.render.build import SOURCE_MAP
 from pipeline.render.categories import category_macros, category_table
-from pipeline.render.config import CONFIG_PATH, ConfigError, load_config
+from pipeline.render.config import CONFIG_PATH, REMEDIES, ConfigError, load_config
 from pipeline.render.efficiency import efficiency_macros
 from pipeline.render.latex import Latex, escape, format_number, join_words, make_environment
 from pipeline.render.nll_table import nll_table
@@ -108,6 +108,7 @@ def read_authors(path: Path) -> dict:
         "authors": entries,
         "affiliations": [{"key": f"aff{i + 1}", "text": text} for i, text in enumerate(affiliations)],
         "corresponding": corresponding,
+        "acknowledgements": str(data.get("acknowledgements") or "").strip(),
     }
 
 
@@ -227,8 +228,11 @@ def _shown(path: Path) -> str:
 
 
 def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "review", kit: Path | None = None,
-           config_path: Path = CONFIG_PATH, templates: Path = TEMPLATES) -> Path:
-    """Draw the figures and write ``paper_dir/main.tex`` with the style, bibliography and figures."""
+           config_path: Path = CONFIG_PATH, templates: Path = TEMPLATES, remedies: tuple[str, ...] = ()) -> Path:
+    """Draw the figures and write ``paper_dir/main.tex`` with the style, bibliography and figures.
+
+    ``remedies`` are the page-limit remedies of ``paper.yaml``'s ``fit`` to apply (see ``pipeline.render.fit``).
+    """
     if mode not in MODES:
         raise PaperError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
     config = load_config(config_path)
@@ -274,6 +278,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         raise PaperError(f"Result macros defined twice: {', '.join(duplicated)}.")
     context = {
         "mode": mode,
+        "fit": {remedy: remedy in remedies for remedy in REMEDIES},
         "title": config.title_text,
         "style_package": KIT_STYLE if kit else OUR_STYLE,
         "style_options": "" if mode == "review" else mode,
