@@ -545,3 +545,28 @@ def test_cli_reports_findings_and_writes_json(paper_copy: Paper, authors: Path, 
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(report_path.read_text(encoding="utf-8"))["status"] == "clean"
+
+
+def test_allowlist_moves_a_reviewed_finding_and_needs_a_reason(tmp_path):
+    from pipeline.checks.anonymity import (
+        AnonymityCheckError,
+        AnonymityReport,
+        Finding,
+        apply_allowlist,
+        load_allowlist,
+    )
+
+    finding = Finding("identity", "paper/main.tex:12", "names 'Lovelace'", "remove it")
+    other = Finding("email", "paper/main.tex:30", "e-mail ada@example.org", "remove it")
+    allowlist = tmp_path / "allow.yaml"
+    allowlist.write_text("- check: identity\n  location: paper/main.tex\n  text: Lovelace\n"
+                         "  reason: the Lovelace number is a graph measure, not the author\n")
+    report = AnonymityReport(findings=[finding, other])
+    apply_allowlist(report, load_allowlist(allowlist))
+    assert report.findings == [other]
+    assert report.allowed == [(finding, "the Lovelace number is a graph measure, not the author")]
+    assert "allowed: paper/main.tex:12" in report.format_text()
+
+    allowlist.write_text("- check: identity\n  text: Lovelace\n")
+    with pytest.raises(AnonymityCheckError, match="every entry needs a check and a reason"):
+        load_allowlist(allowlist)

@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_AUTHORS = Path("paper/authors.yaml")
 DEFAULT_SOURCES = Path("paper")
 DEFAULT_PDF = Path("paper/build/main.pdf")
+DEFAULT_ALLOWLIST = Path("paper/anonymity-allowlist.yaml")
 
 PLACEHOLDER_EMAIL = "anon.email@domain.com"
 ANONYMOUS_AUTHOR = "Anonymous Authors"
@@ -100,6 +101,7 @@ class AnonymityReport:
     """Findings and warnings of one run, with what was checked."""
 
     findings: list[Finding] = field(default_factory=list)
+    allowed: list[tuple[Finding, str]] = field(default_factory=list)  # reviewed false positives, with the reason
     warnings: list[str] = field(default_factory=list)
     source_files: list[Path] = field(default_factory=list)
     pdf: Path | None = None
@@ -124,6 +126,7 @@ class AnonymityReport:
 
     def format_text(self) -> str:
         lines = [f"warning: {warning}" for warning in self.warnings]
+        lines += [f"allowed: {finding.location}: {finding.message} (reason: {reason})" for finding, reason in self.allowed]
         lines += [finding.format() for finding in self.findings]
         lines.append(self.summary())
         return "\n".join(lines)
@@ -134,6 +137,10 @@ class AnonymityReport:
             "findings": [
                 {"check": f.check, "location": f.location, "message": f.message, "fix": f.fix}
                 for f in self.findings
+            ],
+            "allowed": [
+                {"check": f.check, "location": f.location, "message": f.message, "reason": reason}
+                for f, reason in self.allowed
             ],
             "warnings": list(self.warnings),
             "source_files": [str(path) for path in self.source_files],
@@ -815,6 +822,57 @@ def check_anonymity(
     return report
 
 
+@dataclass(frozen=True)
+class AllowEntry:
+    """A reviewed false positive: findings of ``check`` whose location starts with ``location`` and whose
+    message contains ``text`` are reported as allowed, with ``reason``."""
+
+    check: str
+    reason: str
+    location: str = ""
+    text: str = ""
+
+    def matches(self, finding: Finding) -> bool:
+        return (finding.check == self.check and finding.location.startswith(self.location)
+                and self.text in finding.message)
+
+
+def load_allowlist(path: Path) -> list[AllowEntry]:
+    """Read the allowlist: a YAML list of {check, reason, location?, text?}. A missing file is an empty list."""
+    if not path.is_file():
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError) as error:
+        raise AnonymityCheckError(f"{path}: cannot read the allowlist ({error})") from error
+    if not isinstance(data, list):
+        raise AnonymityCheckError(f"{path}: expected a list of entries with check and reason")
+    entries = []
+    for index, item in enumerate(data, start=1):
+        if not isinstance(item, dict) or set(item) - {"check", "reason", "location", "text"}:
+            raise AnonymityCheckError(f"{path}: entry {index}: expected the fields check, reason, location, text")
+        if not str(item.get("check") or "").strip() or not str(item.get("reason") or "").strip():
+            raise AnonymityCheckError(
+                f"{path}: entry {index}: every entry needs a check and a reason, so that a reader knows why "
+                "the finding is safe"
+            )
+        entries.append(AllowEntry(str(item["check"]), str(item["reason"]), str(item.get("location") or ""),
+                                  str(item.get("text") or "")))
+    return entries
+
+
+def apply_allowlist(report: AnonymityReport, entries: Sequence[AllowEntry]) -> None:
+    """Move the findings an entry matches from ``report.findings`` to ``report.allowed``."""
+    kept = []
+    for finding in report.findings:
+        entry = next((entry for entry in entries if entry.matches(finding)), None)
+        if entry is None:
+            kept.append(finding)
+        else:
+            report.allowed.append((finding, entry.reason))
+    report.findings = kept
+
+
 def write_json_atomically(path: Path, data: dict) -> None:
     """Write ``data`` as JSON to a temporary file next to ``path``, then rename it."""
     write_text_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -839,6 +897,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pdf", type=Path, default=DEFAULT_PDF, help=f"built PDF (default: {DEFAULT_PDF})"
     )
+    parser.add_argument(
+        "--allowlist", type=Path, default=DEFAULT_ALLOWLIST,
+        help="YAML list of reviewed false positives, each with check, reason and optionally location and text "
+        f"(default: {DEFAULT_ALLOWLIST}; absent means none)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the report as JSON to this file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
     return parser
@@ -854,6 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         report = check_anonymity(sources=args.sources, pdf=args.pdf, authors=args.authors)
+        apply_allowlist(report, load_allowlist(args.allowlist))
     except AnonymityCheckError as error:
         logger.error("%s", error)
         print("anonymity check: could not run (see the error above)")
