@@ -22,7 +22,7 @@ FIT ?= off
 # make bench: extra options for `python -m pipeline.bench.efficiency` (see --help).
 BENCH_ARGS ?=
 
-.PHONY: help venv tex results paper render check-format check-anonymity preview test bench clean
+.PHONY: help venv tex results paper render check-format check-anonymity submission preview test bench clean
 # A recipe that fails removes its target, so a PDF that failed a gate is never taken as up to date.
 .DELETE_ON_ERROR:
 
@@ -40,6 +40,7 @@ help:
 	@echo "make check-format     fonts embedded and not Type 3, US letter, under 10 MB (paper and figures)"
 	@echo "make preview          PNG images of the pages in paper/build/preview/"
 	@echo "make check-anonymity  search the rendered paper and PDF for the identities in paper/authors.yaml"
+	@echo "make submission       paper/build/submission.tar.gz: the files the build used, comments stripped, checked"
 	@echo "make test             run the test suite (CPU, no network)"
 	@echo "make bench            time and measure the scorers, prefill and decoding; writes data/results/efficiency"
 	@echo "make venv | tex       install the Python environment | TeX Live"
@@ -93,6 +94,9 @@ preview: $(PDF)
 
 check-anonymity: venv
 	$(PY) -m pipeline.checks.anonymity --json paper/build/anonymity.json
+
+submission: $(PDF)
+	$(PY) -m pipeline.checks.submission
 
 test: venv tex
 	$(PY) -m pytest -q

@@ -14,8 +14,8 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, flush it to disk, then rename it over ``path``.
+def write_bytes_atomically(path: Path, content: bytes) -> None:
+    """Write ``content`` to a temporary file next to ``path``, flush it to disk, then rename it over ``path``.
 
     The file gets the permissions of a normally created file (``mkstemp`` alone
     would make it readable by its owner only).
@@ -25,11 +25,16 @@ def write_text_atomically(path: Path, text: str) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(descriptor, _default_mode())
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` as UTF-8 with ``write_bytes_atomically``."""
+    write_bytes_atomically(path, text.encode("utf-8"))

@@ -61,6 +61,7 @@ PLACEHOLDER_EMAIL = "anon.email@domain.com"
 ANONYMOUS_AUTHOR = "Anonymous Authors"
 SOURCE_SUFFIXES = frozenset({".tex", ".bib", ".bbl", ".sty", ".cls", ".bst", ".cfg", ".clo"})
 BUILD_FOLDER = "build"
+FIGURE_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg"})
 MIN_TERM_CHARACTERS = 3
 PDFTOTEXT_TIMEOUT_S = 120
 
@@ -83,7 +84,7 @@ class AuthorsFileError(AnonymityCheckError):
 class Finding:
     """One place where the review build may reveal who wrote the paper."""
 
-    check: str  # "identity", "email", "pdf-author" or "style-option"
+    check: str  # "identity", "email", "pdf-author", "style-option", or a check of source_leaks or pdf_leaks
     location: str  # "paper/main.tex:12", "paper/build/main.pdf page 3", ...
     message: str
     fix: str
@@ -768,6 +769,28 @@ def _missing_authors_warning(authors: Path) -> str:
     )
 
 
+def _review_mode(files: Sequence[Path]) -> bool:
+    """Whether the sources build the review version: no style option prints the authors."""
+    for path in files:
+        if path.suffix == ".tex" and any(
+            re.search(rf"\\usepackage\[[^\]]*\b{option}\b", _read_source(path))
+            for option in NON_ANONYMOUS_STYLE_OPTIONS
+        ):
+            return False
+    return True
+
+
+def _source_leak_findings(files: Sequence[Path], terms: Sequence[IdentityTerm]) -> list[Finding]:
+    """Acknowledgements, URLs, ORCID iDs, self-citations, hidden text, and first-person citations of own work."""
+    from pipeline.checks.source_leaks import check_bibliography, check_source_leaks
+
+    findings = check_source_leaks(files, review=_review_mode(files), author_terms=terms)
+    tex_files = [path for path in files if path.suffix == ".tex"]
+    for bib in (path for path in files if path.suffix == ".bib"):
+        findings += check_bibliography(bib, tex_files, terms)
+    return findings
+
+
 def check_anonymity(
     sources: Path | str = DEFAULT_SOURCES,
     pdf: Path | str = DEFAULT_PDF,
@@ -801,6 +824,7 @@ def check_anonymity(
 
     logger.info("checking %d source files under %s", len(report.source_files), sources)
     report.findings += check_sources(report.source_files, terms)
+    report.findings += _source_leak_findings(report.source_files, terms)
 
     logger.info("checking the text of %s", pdf)
     texts = [extract_pdf_text(pdf, layout=False), extract_pdf_text(pdf, layout=True)]
@@ -819,6 +843,21 @@ def check_anonymity(
     except (PyPdfError, OSError, ValueError, KeyError, ExpatError) as error:
         raise AnonymityCheckError(f"cannot read the metadata of {pdf}: {error}") from error
 
+    from pipeline.checks.pdf_leaks import check_figure_files, check_pdf_objects
+
+    logger.info("checking the objects of %s and the figure files", pdf)
+    # A term the page-text check already reported is not repeated for the content stream that draws it.
+    seen = {match for finding in report.findings if finding.check in ("identity", "email")
+            for match in re.findall(r'"([^"]+)"', finding.message)}
+    report.findings += [
+        finding for finding in check_pdf_objects(pdf, terms, include_metadata=False)
+        if not (finding.check in ("identity", "email") and set(re.findall(r'"([^"]+)"', finding.message)) & seen)
+    ]
+    figures = sorted(
+        path for path in sources.rglob("*")
+        if path.suffix.lower() in FIGURE_SUFFIXES and BUILD_FOLDER not in path.relative_to(sources).parts
+    )
+    report.findings += check_figure_files(figures, terms)
     return report
 
 
