@@ -120,3 +120,24 @@ def standard_scores(ours_128: float = 40.0, snap_128: float = 60.0) -> dict:
             scores[(task, "snapkv", budget)] = snap_128 + base
             scores[(task, "circuitkv", budget)] = ours_128 + base
     return scores
+
+
+@pytest.fixture(scope="session")
+def default_paper(tmp_path_factory):
+    """The default paper, rendered from the committed results and built in a temporary folder.
+
+    Tests of the real paper use it instead of ``paper/``, which a fresh clone
+    has not built yet when ``make test`` runs.
+    """
+    import shutil
+    from pathlib import Path
+
+    from pipeline.render import build, paper
+
+    if shutil.which("latexmk") is None:
+        pytest.skip("latexmk not installed (run `make tex`)")
+    repository = Path(__file__).resolve().parents[1]
+    folder = tmp_path_factory.mktemp("default-paper")
+    paper.render(repository / "data/results", folder / "paper", folder / "figures")
+    build.build(folder / "paper")
+    return folder / "paper"

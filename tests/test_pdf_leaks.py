@@ -19,9 +19,6 @@ from pypdf.generic import (
 from pipeline.checks.anonymity import AnonymityCheckError, load_identity_terms
 from pipeline.checks.pdf_leaks import check_figure_files, check_pdf_objects
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PAPER_PDF = REPO_ROOT / "paper" / "build" / "main.pdf"
-FIGURE_PDFS = sorted((REPO_ROOT / "paper" / "figures").glob("*.pdf"))
 
 AUTHORS_YAML = """\
 authors:
@@ -258,9 +255,8 @@ def test_unreadable_pdf_raises(tmp_path, terms):
         check_pdf_objects(missing, terms)
 
 
-@pytest.mark.skipif(not PAPER_PDF.is_file(), reason="paper/build/main.pdf is not built (run `make paper`)")
-def test_default_paper_clean(terms):
-    findings = check_pdf_objects(PAPER_PDF, terms)
+def test_default_paper_clean(terms, default_paper):
+    findings = check_pdf_objects(default_paper / "build" / "main.pdf", terms)
 
     assert findings == []
 
@@ -400,6 +396,7 @@ def test_missing_figure_raises(tmp_path, terms):
         check_figure_files([tmp_path / "missing.png"], terms)
 
 
-@pytest.mark.skipif(not FIGURE_PDFS, reason="paper/figures has no PDF figures")
-def test_paper_figures_clean(terms):
-    assert check_figure_files(FIGURE_PDFS, terms) == []
+def test_paper_figures_clean(terms, default_paper):
+    figures = sorted((default_paper / "figures").glob("*.pdf"))
+    assert figures
+    assert check_figure_files(figures, terms) == []

@@ -335,10 +335,8 @@ def test_other_suffixes_skipped(tmp_path):
     assert check_source_leaks([log]) == []
 
 
-def test_default_paper_is_clean():
-    sources = REPO_ROOT / "paper"
-    if not (sources / "main.tex").is_file():
-        pytest.skip("paper/main.tex not rendered; run `make paper` first")
+def test_default_paper_is_clean(default_paper):
+    sources = default_paper
     files = list_source_files(sources)
     bbl = sources / "build" / "main.bbl"
     if bbl.is_file():

@@ -16,7 +16,6 @@ import pytest  # noqa: E402
 from pipeline.checks import submission  # noqa: E402
 from pipeline.checks.anonymity import extract_pdf_text  # noqa: E402
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 needs_latexmk = pytest.mark.skipif(
     shutil.which("latexmk") is None or shutil.which("pdftotext") is None,
     reason="latexmk and pdftotext are needed to build and read the test paper",
@@ -312,11 +311,8 @@ def test_collect_rejects_missing_build(tmp_path):
 
 
 @needs_latexmk
-@pytest.mark.skipif(
-    not (REPOSITORY / "paper" / "build" / "main.pdf").is_file(), reason="run `make paper` first"
-)
-def test_default_paper_archive(tmp_path):
-    paper = REPOSITORY / "paper"
+def test_default_paper_archive(tmp_path, default_paper):
+    paper = default_paper
     archive = tmp_path / "submission.tar.gz"
     report = submission.check_submission(paper, archive)
     assert report.findings == []
