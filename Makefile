@@ -22,7 +22,7 @@ FIT ?= off
 # make bench: extra options for `python -m pipeline.bench.efficiency` (see --help).
 BENCH_ARGS ?=
 
-.PHONY: help venv tex results paper render check-format check-anonymity submission preview test bench clean
+.PHONY: help venv tex results paper render check check-format check-anonymity check-writing submission preview test bench clean
 # A recipe that fails removes its target, so a PDF that failed a gate is never taken as up to date.
 .DELETE_ON_ERROR:
 
@@ -37,7 +37,9 @@ $(shell mkdir -p paper && v="$(MODE) $(FIT) $(ICML_KIT)" && [ "$$(cat paper/.var
 help:
 	@echo "make paper            render figures and LaTeX from data/results and build paper/build/main.pdf"
 	@echo "make results          run the PROFILE grid (default quick) and write data/results (set LONGBENCH_DIR for LongBench)"
+	@echo "make check            check-format, check-anonymity and check-writing"
 	@echo "make check-format     fonts embedded and not Type 3, US letter, under 10 MB (paper and figures)"
+	@echo "make check-writing    the writing checklist on the rendered LaTeX (terms, filler, numbers, floats)"
 	@echo "make preview          PNG images of the pages in paper/build/preview/"
 	@echo "make check-anonymity  search the rendered paper and PDF for the identities in paper/authors.yaml"
 	@echo "make submission       paper/build/submission.tar.gz: the files the build used, comments stripped, checked"
@@ -94,6 +96,18 @@ preview: $(PDF)
 
 check-anonymity: venv
 	$(PY) -m pipeline.checks.anonymity --json paper/build/anonymity.json
+
+# The writing checklist over the rendered LaTeX; writes paper/build/lint.json.
+check-writing: $(PDF)
+	$(PY) -m pipeline.checks.writing
+
+# Every gate: format, anonymity and writing. Each runs even when an earlier one fails.
+check: $(PDF)
+	@status=0; \
+	$(MAKE) --no-print-directory check-format || status=1; \
+	$(MAKE) --no-print-directory check-anonymity || status=1; \
+	$(MAKE) --no-print-directory check-writing || status=1; \
+	exit $$status
 
 submission: $(PDF)
 	$(PY) -m pipeline.checks.submission

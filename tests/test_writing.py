@@ -1,0 +1,72 @@
+"""The writing checklist: one passing and one failing example per rule, and the default paper passes."""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.checks.writing import LintConfig, lint, load_lint_config
+
+PREAMBLE = "\\documentclass{article}\n\\begin{document}\n"
+END = "\n\\end{document}\n"
+
+
+def rules(tmp_path: Path, body: str, config: LintConfig | None = None) -> list[tuple[int, str]]:
+    path = tmp_path / "main.tex"
+    path.write_text(PREAMBLE + body + END)
+    return [(finding.line, finding.rule) for finding in lint(path, config or LintConfig())]
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        ("The KV-cache grows.", "terminology"),
+        ("The key-value (KV) cache grows. Later the key-value cache shrinks.", "terminology"),
+        ("We run Longbench.", "terminology"),
+        ("Interestingly, it works.", "filler"),
+        ("Note that it works.", "filler"),
+        ("It improves significantly.", "vague-claim"),
+        ("It scores 12 points.", "number"),
+        ("\\begin{figure}\\caption{One sentence. Two sentences.}\\end{figure}", "float-label"),
+        ("\\begin{figure}\\caption{Only one sentence.}\\label{fig:a}\\end{figure}", "float-caption"),
+        ("\\begin{table}\\begin{tabular}{l}x\\end{tabular}\\caption{Scores. Bold is best.}\\label{tab:a}"
+         "\\end{table}", "table-caption-above"),
+        ("\\vspace{-2pt}A\\vspace{-2pt}B\\vspace{-2pt}C", "negative-vspace"),
+    ],
+)
+def test_rule_flags_its_violation(tmp_path, body, rule):
+    assert (3, rule) in rules(tmp_path, body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "The key-value (KV) cache grows, and the KV cache of CircuitKV on LongBench and RULER too.",
+        "It improves significantly, by \\result{diff/x} points.",
+        "It scores \\result{avg/x} points with $\\temp = 1$ (\\Cref{eq:score}).",
+        "\\begin{table}\\caption{Scores. Bold is best.}\\label{tab:a}\\begin{tabular}{l}12\\end{tabular}"
+        "\\end{table}",
+        "\\begin{figure}\\caption{What is shown. What to notice.}\\label{fig:a}\\end{figure}",
+        "\\vspace{-2pt}A\\vspace{-2pt}B",
+    ],
+)
+def test_clean_text_passes(tmp_path, body):
+    assert rules(tmp_path, body) == []
+
+
+def test_project_terms_extend_the_list(tmp_path):
+    config_path = tmp_path / "lint.yaml"
+    config_path.write_text("terms: [SmolLM2]\nmax_negative_vspace: 0\n")
+    config = load_lint_config(config_path)
+    assert (3, "terminology") in rules(tmp_path, "We use smollm2.", config)
+    assert (3, "negative-vspace") in rules(tmp_path, "\\vspace{-1pt}A", config)
+
+
+def test_bad_config_is_named(tmp_path):
+    config_path = tmp_path / "lint.yaml"
+    config_path.write_text("terms: SmolLM2\n")
+    with pytest.raises(ValueError, match="lint.yaml: terms must be a list"):
+        load_lint_config(config_path)
+
+
+def test_default_paper_passes(default_paper):
+    assert [str(finding) for finding in lint(default_paper / "main.tex")] == []
