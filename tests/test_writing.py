@@ -43,9 +43,9 @@ def test_rule_flags_its_violation(tmp_path, body, rule):
         "The key-value (KV) cache grows, and the KV cache of CircuitKV on LongBench and RULER too.",
         "It improves significantly, by \\result{diff/x} points.",
         "It scores \\result{avg/x} points with $\\temp = 1$ (\\Cref{eq:score}).",
-        "\\begin{table}\\caption{Scores. Bold is best.}\\label{tab:a}\\begin{tabular}{l}12\\end{tabular}"
-        "\\end{table}",
-        "\\begin{figure}\\caption{What is shown. What to notice.}\\label{fig:a}\\end{figure}",
+        "\\Cref{tab:a}. \\begin{table}\\caption{Scores. Bold is best.}\\label{tab:a}"
+        "\\begin{tabular}{l}12\\end{tabular}\\end{table}",
+        "\\Cref{fig:a}. \\begin{figure}\\caption{What is shown. What to notice.}\\label{fig:a}\\end{figure}",
         "\\vspace{-2pt}A\\vspace{-2pt}B",
     ],
 )
@@ -70,3 +70,33 @@ def test_bad_config_is_named(tmp_path):
 
 def test_default_paper_passes(default_paper):
     assert [str(finding) for finding in lint(default_paper / "main.tex")] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        ("\\paragraph{Contributions.}\n\\begin{itemize}\n\\item The walks are computed once.\n\\end{itemize}",
+         "passive-voice"),
+        ("\\paragraph{Contributions.}\n\\begin{itemize}\n\\item The score is shown to work.\n\\end{itemize}",
+         "passive-voice"),
+        ("A new method is proposed here.", "passive-voice"),
+        ("As Equation~\\ref{eq:score} shows.\n\\begin{equation}x\\label{eq:score}\\end{equation}",
+         "equation-reference"),
+        ("\\begin{figure}\\caption{One. Two.}\\label{fig:alone}\\end{figure}", "float-reference"),
+    ],
+)
+def test_voice_and_reference_rules_flag_violations(tmp_path, body, rule):
+    assert rule in [found for _, found in rules(tmp_path, body)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "\\paragraph{Contributions.}\n\\begin{itemize}\n\\item We compute the walks once; the method is efficient."
+        "\n\\end{itemize}",
+        "As \\Cref{eq:score} shows.\n\\begin{equation}x\\label{eq:score}\\end{equation}",
+        "\\Cref{fig:a} shows it.\n\\begin{figure}\\caption{One. Two.}\\label{fig:a}\\end{figure}",
+    ],
+)
+def test_voice_and_reference_rules_pass_clean_text(tmp_path, body):
+    assert rules(tmp_path, body) == []

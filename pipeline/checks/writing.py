@@ -16,6 +16,12 @@ holds the same. The rules so far:
   comes before its tabular.
 - ``negative-vspace``: more negative ``\\vspace`` than the configured limit;
   each one is listed.
+- ``passive-voice``: a form of "to be" with a past participle (regular, or
+  from a list of irregular ones) in the contribution bullets, and "is
+  proposed", "are introduced", "is presented" anywhere.
+- ``equation-reference``: an equation referred to with ``\\ref`` or
+  ``\\eqref`` instead of ``\\Cref``; ``float-reference``: a float the text
+  never refers to.
 
 Prose is what ``prose_numbers.prose_text`` leaves: no preamble, comments,
 math, tables or command arguments that hold keys.
@@ -165,6 +171,43 @@ def _vspace(name: str, tex: str, config: LintConfig) -> list[LintFinding]:
             for line, text in negative]
 
 
+PASSIVE_CLAIM = re.compile(
+    r"\b(?:is|are|was|were|be|been|being)\s+(?:\w+ly\s+)?(?:\w+ed|shown|kept|found|made|given|taken|done|"
+    r"seen|known|built|run|chosen|drawn|written|proposed|introduced|presented)\b",
+    re.IGNORECASE,
+)
+CLAIM_PHRASES = re.compile(r"\b(?:is|are) (?:proposed|introduced|presented)\b", re.IGNORECASE)
+
+
+def _voice(name: str, tex: str, prose_lines: list[str]) -> list[LintFinding]:
+    """Passive voice in contribution claims: the contribution bullets, and any "is proposed" sentence."""
+    findings = []
+    start = tex.find("\\paragraph{Contributions.}")
+    end = tex.find("\\end{itemize}", start) if start >= 0 else -1
+    first, last = (tex.count("\n", 0, start) + 1, tex.count("\n", 0, end) + 1) if end > 0 else (0, -1)
+    for number, line in enumerate(prose_lines, start=1):
+        match = PASSIVE_CLAIM.search(line) if first <= number <= last else CLAIM_PHRASES.search(line)
+        if match:
+            findings.append(LintFinding(name, number, "passive-voice",
+                                        f"\"{match.group()}\" in a contribution claim; write \"we ...\""))
+    return findings
+
+
+def _references(name: str, tex: str) -> list[LintFinding]:
+    """Equations are referred to with \\Cref or \\cref, and every float is referred to in the text."""
+    findings = []
+    for match in re.finditer(r"\\(?:eqref|ref)\{(eq:[^}]*)\}", tex):
+        findings.append(LintFinding(name, tex.count("\n", 0, match.start()) + 1, "equation-reference",
+                                    f"refer to {match.group(1)} with \\Cref, not {match.group().split('{')[0]}"))
+    referenced = {key.strip() for group in re.findall(r"\\[cC]?ref\{([^}]*)\}", tex) for key in group.split(",")}
+    for match in _FLOAT.finditer(tex):
+        label = re.search(r"\\label\{([^}]*)\}", match.group(3))
+        if label and label.group(1) not in referenced:
+            findings.append(LintFinding(name, tex.count("\n", 0, match.start()) + 1, "float-reference",
+                                        f"{label.group(1)} is never referred to in the text"))
+    return findings
+
+
 def lint(tex_path: Path, config: LintConfig | None = None) -> list[LintFinding]:
     """Run every rule on the rendered ``tex_path``."""
     config = config or load_lint_config()
@@ -175,7 +218,8 @@ def lint(tex_path: Path, config: LintConfig | None = None) -> list[LintFinding]:
     findings = _terminology(name, prose_lines, config) + _style(name, prose_lines, tex.splitlines())
     findings += [LintFinding(name, item.line, "number", f"a digit in prose outside a result macro: {item.text[:60]}")
                  for item in typed_numbers(tex, names)]
-    findings += _floats(name, tex) + _vspace(name, tex, config)
+    findings += _floats(name, tex) + _vspace(name, tex, config) + _voice(name, tex, prose_lines)
+    findings += _references(name, tex)
     return sorted(findings, key=lambda finding: (finding.line, finding.rule))
 
 
