@@ -100,3 +100,8 @@ def test_voice_and_reference_rules_flag_violations(tmp_path, body, rule):
 )
 def test_voice_and_reference_rules_pass_clean_text(tmp_path, body):
     assert rules(tmp_path, body) == []
+
+
+def test_acronym_must_be_defined_at_first_use(tmp_path):
+    assert (3, "acronym") in rules(tmp_path, "The NLL falls. Later, the negative log-likelihood (NLL) rises.")
+    assert rules(tmp_path, "The negative log-likelihood (NLL) falls, and the NLL rises.") == []

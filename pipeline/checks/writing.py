@@ -19,6 +19,8 @@ holds the same. The rules so far:
 - ``passive-voice``: a form of "to be" with a past participle (regular, or
   from a list of irregular ones) in the contribution bullets, and "is
   proposed", "are introduced", "is presented" anywhere.
+- ``acronym``: an acronym (LLM, GQA, RoPE, NLL, ...) whose first use is not
+  its definition, "long form (ACR)".
 - ``equation-reference``: an equation referred to with ``\\ref`` or
   ``\\eqref`` instead of ``\\Cref``; ``float-reference``: a float the text
   never refers to.
@@ -208,6 +210,30 @@ def _references(name: str, tex: str) -> list[LintFinding]:
     return findings
 
 
+ACRONYMS = ("LLM", "GQA", "RoPE", "NLL", "MHA", "MQA")
+
+
+def _acronyms(name: str, prose_lines: list[str], names: list[str]) -> list[LintFinding]:
+    """An acronym's first use in the text must define it: "long form (ACR)" or "ACR (long form)"."""
+    findings = []
+    text = "\n".join(prose_lines)
+    for acronym in ACRONYMS:
+        uses = [match for match in re.finditer(rf"(?<![\w-]){re.escape(acronym)}s?(?![\w-])", text)
+                if not any(acronym in label and label in text[max(match.start() - 20, 0): match.end() + 20]
+                           for label in names)]
+        if not uses:
+            continue
+        first = uses[0]
+        defined = text[first.start() - 1 : first.start()] == "(" or re.match(
+            rf"{re.escape(acronym)}s?\s*\(", text[first.start():]
+        )
+        if not defined:
+            findings.append(LintFinding(name, text.count("\n", 0, first.start()) + 1, "acronym",
+                                        f"{acronym} is used before it is defined; write the long form with "
+                                        f"\"({acronym})\" at its first use"))
+    return findings
+
+
 def lint(tex_path: Path, config: LintConfig | None = None) -> list[LintFinding]:
     """Run every rule on the rendered ``tex_path``."""
     config = config or load_lint_config()
@@ -219,7 +245,7 @@ def lint(tex_path: Path, config: LintConfig | None = None) -> list[LintFinding]:
     findings += [LintFinding(name, item.line, "number", f"a digit in prose outside a result macro: {item.text[:60]}")
                  for item in typed_numbers(tex, names)]
     findings += _floats(name, tex) + _vspace(name, tex, config) + _voice(name, tex, prose_lines)
-    findings += _references(name, tex)
+    findings += _references(name, tex) + _acronyms(name, prose_lines, names)
     return sorted(findings, key=lambda finding: (finding.line, finding.rule))
 
 
