@@ -105,3 +105,12 @@ def test_voice_and_reference_rules_pass_clean_text(tmp_path, body):
 def test_acronym_must_be_defined_at_first_use(tmp_path):
     assert (3, "acronym") in rules(tmp_path, "The NLL falls. Later, the negative log-likelihood (NLL) rises.")
     assert rules(tmp_path, "The negative log-likelihood (NLL) falls, and the NLL rises.") == []
+
+
+def test_table_caption_states_metric_and_bold(tmp_path):
+    table = ("\\Cref{tab:a}. \\begin{table}\\caption{CAPTION}\\label{tab:a}"
+             "\\begin{tabular}{l}1\\end{tabular}\\end{table}")
+    found = [rule for _, rule in rules(tmp_path, table.replace("CAPTION", "Results here. They are good."))]
+    assert "table-caption-bold" in found
+    assert "table-caption-metric" in found
+    assert rules(tmp_path, table.replace("CAPTION", "Mean score in percent. Bold is best.")) == []

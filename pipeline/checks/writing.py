@@ -14,6 +14,8 @@ holds the same. The rules so far:
 - ``float-label``, ``float-caption``, ``table-caption-above``: every float
   has a label and a caption of at least two sentences, and a table's caption
   comes before its tabular.
+- ``table-caption-bold`` and ``table-caption-metric``: a table's caption says
+  what bold means (or that nothing is bold) and what its numbers are.
 - ``negative-vspace``: more negative ``\\vspace`` than the configured limit;
   each one is listed.
 - ``passive-voice``: a form of "to be" with a past participle (regular, or
@@ -129,6 +131,10 @@ def _style(name: str, lines: list[str], source_lines: list[str]) -> list[LintFin
     return findings
 
 
+METRIC_WORDS = re.compile(
+    r"score|percent|accuracy|NLL|nats|likelihood|seconds|MiB|time|memory|version|hyperparameter|signal|policy",
+    re.IGNORECASE,
+)
 _FLOAT = re.compile(r"\\begin\{(figure|table|algorithm)(\*?)\}(.*?)\\end\{\1\2\}", re.DOTALL)
 
 
@@ -156,6 +162,14 @@ def _floats(name: str, tex: str) -> list[LintFinding]:
                     findings.append(LintFinding(name, line, "float-caption",
                                                 "the caption needs at least two sentences: what is shown, and "
                                                 "what to notice"))
+        if kind == "table" and caption is not None:
+            caption_text = body[caption.end():]
+            if not re.search(r"\bbold\b", caption_text, re.IGNORECASE):
+                findings.append(LintFinding(name, line, "table-caption-bold",
+                                            "say what bold means, or that no entry is bold"))
+            if not METRIC_WORDS.search(caption_text):
+                findings.append(LintFinding(name, line, "table-caption-metric",
+                                            "say what the numbers are (the metric and its unit)"))
         tabular = body.find("\\begin{tabular")
         if kind == "table" and caption is not None and 0 <= tabular < caption.start():
             findings.append(LintFinding(name, line, "table-caption-above", "put the table's caption above it"))
