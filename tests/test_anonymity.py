@@ -552,7 +552,7 @@ def test_cli_reports_findings_and_writes_json(paper_copy: Paper, authors: Path, 
     assert json.loads(report_path.read_text(encoding="utf-8"))["status"] == "clean"
 
 
-def test_allowlist_moves_a_reviewed_finding_and_needs_a_reason(tmp_path):
+def test_allowlist_entry_needs_reason(tmp_path):
     from pipeline.checks.anonymity import (
         AnonymityCheckError,
         AnonymityReport,

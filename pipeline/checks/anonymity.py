@@ -795,11 +795,13 @@ def check_anonymity(
     sources: Path | str = DEFAULT_SOURCES,
     pdf: Path | str = DEFAULT_PDF,
     authors: Path | str = DEFAULT_AUTHORS,
+    allowlist: Path | str | None = None,
 ) -> AnonymityReport:
     """Run every anonymity check on the rendered sources and the built PDF.
 
     Raises AnonymityCheckError (AuthorsFileError for the authors file) when a
-    check cannot run. A missing authors file only adds a warning.
+    check cannot run. A missing authors file only adds a warning. Findings
+    that an ``allowlist`` entry matches are moved to ``report.allowed``.
     """
     sources, pdf, authors = Path(sources), Path(pdf), Path(authors)
     report = AnonymityReport(pdf=pdf)
@@ -858,6 +860,8 @@ def check_anonymity(
         if path.suffix.lower() in FIGURE_SUFFIXES and BUILD_FOLDER not in path.relative_to(sources).parts
     )
     report.findings += check_figure_files(figures, terms)
+    if allowlist is not None:
+        apply_allowlist(report, load_allowlist(Path(allowlist)))
     return report
 
 
@@ -955,8 +959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     try:
-        report = check_anonymity(sources=args.sources, pdf=args.pdf, authors=args.authors)
-        apply_allowlist(report, load_allowlist(args.allowlist))
+        report = check_anonymity(sources=args.sources, pdf=args.pdf, authors=args.authors, allowlist=args.allowlist)
     except AnonymityCheckError as error:
         logger.error("%s", error)
         print("anonymity check: could not run (see the error above)")

@@ -65,7 +65,7 @@ def prose_text(tex: str, names: list[str]) -> str:
 
 
 def typed_numbers(tex: str, names: list[str]) -> list[TypedNumber]:
-    """Return each line of prose that still holds a digit."""
+    """Return each line of prose that still contains a digit."""
     findings = []
     for number, line in enumerate(prose_text(tex, names).splitlines(), start=1):
         if re.search(r"\d", line):

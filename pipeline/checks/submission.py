@@ -557,7 +557,8 @@ def check_submission(
             return report
 
         report.findings += compare_pdfs(original, rebuilt, output)
-        report.anonymity = check_anonymity(sources=extracted, pdf=rebuilt, authors=authors)
+        report.anonymity = check_anonymity(sources=extracted, pdf=rebuilt, authors=authors,
+                                           allowlist=paper / "anonymity-allowlist.yaml")
         report.findings += check_figure_metadata(extracted, output, authors)
     return report
 

@@ -1,7 +1,7 @@
 """The writing checklist as rules over the rendered LaTeX: ``python -m pipeline.checks.writing``.
 
 Each finding reads ``file:line: rule: message``; ``paper/build/lint.json``
-holds the same. The rules so far:
+contains the same. The rules so far:
 
 - ``terminology``: "KV-cache" and "key-value cache" (after the first
   definition), and the exact spelling of the project's terms (CircuitKV,

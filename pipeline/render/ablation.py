@@ -54,7 +54,7 @@ class AblationTable:
 
 
 def canonical(spec: str) -> str:
-    """The spec as the runner names its cells: name, then overrides sorted by key."""
+    """Return the spec as the runner names its cells: name, then overrides sorted by key."""
     return format_spec(*parse_spec(spec, REGISTRY))
 
 

@@ -83,7 +83,7 @@ def _excerpt(path: Path, line: int) -> list[str]:
 
 
 def template_origin(paper_dir: Path, line: int) -> tuple[Path, int] | None:
-    """The template file and line that wrote ``main.tex`` line ``line``, from the render's source map."""
+    """Return the template file and line that wrote ``main.tex`` line ``line``, from the render's source map."""
     map_path = paper_dir / SOURCE_MAP
     if not map_path.is_file():
         return None
@@ -115,7 +115,7 @@ def format_error(error: LatexError, paper_dir: Path) -> str:
 
 
 def source_date_epoch() -> str:
-    """The time of the last commit, so that the PDF's dates do not change between builds of one commit."""
+    """Return the time of the last commit, so that the PDF's dates do not change between builds of one commit."""
     if os.environ.get("SOURCE_DATE_EPOCH"):
         return os.environ["SOURCE_DATE_EPOCH"]
     try:

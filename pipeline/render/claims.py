@@ -345,7 +345,11 @@ def task_notes(frame: pd.DataFrame, cells: list, main_budget: int) -> list[TaskN
             if has_nll:
                 interval = paired_difference(*paired_values(nll[(task, OUR_METHOD, budget)],
                                                             nll[(task, nll_best, budget)])).interval
-                nll_verdict = "lower than" if interval.high < 0 else "higher than" if interval.low > 0 else "level with"
+                nll_verdict = "level with"
+                if interval.high < 0:
+                    nll_verdict = "lower than"
+                elif interval.low > 0:
+                    nll_verdict = "higher than"
             notes.append(
                 TaskNote(
                     label=task_label(task),

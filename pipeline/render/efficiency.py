@@ -75,7 +75,7 @@ def efficiency_macros(results_dir: Path, context_tokens: list[int]) -> tuple[dic
 
 
 def scaling_table(path: Path, by_length: dict[int, dict]) -> dict:
-    """Each scorer's time in percent of the prefill and its peak extra memory in MiB, at every measured length."""
+    """Tabulate each scorer's time in percent of the prefill and its peak extra memory in MiB, at every length."""
     lengths = sorted(by_length)
     rows = []
     try:

@@ -93,7 +93,7 @@ def _label_pages(aux_text: str) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class PageReport:
-    """Where the parts of the paper start: pages of the main text's end, the Impact Statement, references, appendix."""
+    """Pages of the paper's parts: the main text's end, and the start of the Impact Statement, references and appendix."""
 
     main_end: int
     impact: int | None

@@ -25,6 +25,7 @@ from pipeline.render.analysis_figures import analysis_context
 from pipeline.render.build import SOURCE_MAP
 from pipeline.render.categories import category_macros, category_table
 from pipeline.render.config import CONFIG_PATH, REMEDIES, ConfigError, load_config
+from pipeline.render.content_files import display_path
 from pipeline.render.efficiency import efficiency_macros
 from pipeline.render.latex import Latex, escape, format_number, join_words, make_environment
 from pipeline.render.nll_table import nll_table
@@ -221,12 +222,6 @@ def compute_seconds(cells) -> float:
     return total + sum(prefills.values())
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository when inside it, so the paper folder holds no user's home path."""
-    resolved = path.resolve()
-    return str(resolved.relative_to(REPOSITORY)) if resolved.is_relative_to(REPOSITORY) else str(resolved)
-
-
 def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "review", kit: Path | None = None,
            config_path: Path = CONFIG_PATH, templates: Path = TEMPLATES, remedies: tuple[str, ...] = ()) -> Path:
     """Draw the figures and write ``paper_dir/main.tex`` with the style, bibliography and figures.
@@ -254,7 +249,7 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
     analysis, analysis_macros_list, analysis_paths = analysis_context(results_dir, figure_dir)
     figure_paths += analysis_paths
     efficiency, efficiency_macros_list = efficiency_macros(results_dir, setup["context_tokens"])
-    related = related_context(RELATED_PATH, TEMPLATES / "references.bib")
+    related = related_context(RELATED_PATH, templates / "references.bib")
 
     labels, rows = main_table(frame)
     likelihood_table = nll_table(frame, cells, main_budget)
@@ -345,7 +340,8 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
         shutil.copyfile(TEMPLATES / f"{OUR_STYLE}.sty", paper_dir / f"{OUR_STYLE}.sty")
 
     target = paper_dir / "main.tex"
-    write_text_atomically(paper_dir / SOURCE_MAP, json.dumps({"templates": _shown(templates), "lines": origins}) + "\n")
+    source_map = {"templates": display_path(templates.resolve()), "lines": origins}
+    write_text_atomically(paper_dir / SOURCE_MAP, json.dumps(source_map) + "\n")
     write_text_atomically(target, text)
     logger.info("Wrote %s", target)
     return target
