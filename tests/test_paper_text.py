@@ -226,10 +226,13 @@ def test_ablation_table_and_wording_follow_the_variants(write_results, tmp_path)
     config.write_text("\n".join([
         "title: a", "titles: {a: A title}", "main_budget: {cpu: 128}", "ablation:", "  rows:",
         "    - {label: full, phrase: The full method, method: circuitkv}",
-        "    - {label: exact, phrase: The exact expectation, method: circuitkv-exact}",
+        "    - {label: 'exact, $\\temp = {temperature}$', phrase: The exact expectation, method: circuitkv-exact}",
         "    - {label: no norm, phrase: Dropping the normalization, method: circuitkv+normalize=false}",
     ]))
     tex = paper.render(directory, tmp_path / "p", tmp_path / "f", config_path=config).read_text()
+    assert r"exact, $\temp = \result{abl/1/param/temperature}$ & 40.0" in tex
+    temperature = read_cell(next((directory / "cells").rglob("*circuitkv-exact*.json"))).config.method_params["temperature"]
+    assert rf"\resultdef{{abl/1/param/temperature}}{{{temperature:g}}}" in tex
     section = between(tex, r"\subsection{Ablations}", r"\subsection{Efficiency}")
     assert r"The exact expectation lowers the answer NLL (\result{abl/1/nll} nats" in section
     assert r"Dropping the normalization raises the answer NLL" in section
@@ -239,6 +242,21 @@ def test_ablation_table_and_wording_follow_the_variants(write_results, tmp_path)
     assert r"\resultdef{abl/0/nll}{2.00}" in tex
     main_text = between(tex, r"\section{Introduction}", r"\subsection{Ablations}")
     assert "circuitkv-exact" not in main_text  # a variant is never a baseline
+
+
+def test_ablation_label_field_must_be_a_parameter(write_results, tmp_path):
+    directory = write_results(standard_scores())
+    for task in ("niah_single_1", "niah_multikey_1"):
+        _write_variant(directory, task, "circuitkv", 128, 40.0, 2.0)
+        _write_variant(directory, task, "circuitkv-exact", 128, 40.0, 1.0)
+    config = tmp_path / "paper.yaml"
+    config.write_text("\n".join([
+        "title: a", "titles: {a: A title}", "main_budget: {cpu: 128}", "ablation:", "  rows:",
+        "    - {label: 'full, {walkers}', phrase: The full method, method: circuitkv}",
+        "    - {label: exact, phrase: The exact expectation, method: circuitkv-exact}",
+    ]))
+    with pytest.raises(ValueError, match=r"ablation row circuitkv: \{walkers\} is not a parameter of its cells"):
+        paper.render(directory, tmp_path / "p", tmp_path / "f", config_path=config)
 
 
 def test_incomplete_ablation_is_said_not_hidden(write_results, tmp_path):

@@ -94,7 +94,7 @@ def test_voice_and_reference_rules_flag_violations(tmp_path, body, rule):
     [
         "\\paragraph{Contributions.}\n\\begin{itemize}\n\\item We compute the walks once; the method is efficient."
         "\n\\end{itemize}",
-        "As \\Cref{eq:score} shows.\n\\begin{equation}x\\label{eq:score}\\end{equation}",
+        "\\begin{equation}x\\label{eq:score}\\end{equation}\nAs \\Cref{eq:score} shows.",
         "\\Cref{fig:a} shows it.\n\\begin{figure}\\caption{One. Two.}\\label{fig:a}\\end{figure}",
     ],
 )
@@ -114,3 +114,81 @@ def test_table_caption_states_metric_and_bold(tmp_path):
     assert "table-caption-bold" in found
     assert "table-caption-metric" in found
     assert rules(tmp_path, table.replace("CAPTION", "Mean score in percent. Bold is best.")) == []
+
+
+NOTATION_PREAMBLE = "\\documentclass{article}\n\\newcommand{\\temp}{T}\n\\newcommand{\\score}{s}\n\\begin{document}\n"
+
+
+def notation_rules(tmp_path: Path, body: str, preamble: str = NOTATION_PREAMBLE) -> list[tuple[int, str]]:
+    path = tmp_path / "main.tex"
+    path.write_text(preamble + body + END)
+    return [(finding.line, finding.rule) for finding in lint(path, LintConfig())]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("Walks run with temperature $\\temp$, and $T = 2$ flattens them.", (5, "notation-symbol")),
+        ("We set $\\temp$ once.\nLater, the temperature $\\temp$ matters.", (5, "definition-before-use")),
+        ("As \\Cref{eq:a} shows.\n\\begin{equation}x\\label{eq:a}\\end{equation}", (5, "forward-reference")),
+    ],
+)
+def test_notation_rules_flag_violations(tmp_path, body, expected):
+    assert expected in notation_rules(tmp_path, body)
+
+
+def test_notation_rules_pass_clean_text(tmp_path):
+    body = ("A walk runs with temperature $\\temp$ and gives each token the score $\\score_j$.\n"
+            "\\begin{equation}\\score_j = \\mathbf{1}[x_t = j]\\label{eq:a}\\end{equation}\n"
+            "\\Cref{eq:a} uses $\\temp$ and the words $\\mathrm{Temp}$.")
+    assert notation_rules(tmp_path, body) == []
+
+
+def test_each_macro_has_one_meaning(tmp_path):
+    clash = NOTATION_PREAMBLE.replace("\\newcommand{\\score}{s}", "\\newcommand{\\score}{T}")
+    assert (3, "notation-meaning") in notation_rules(tmp_path, "The temperature $\\temp$.", clash)
+    twice = NOTATION_PREAMBLE + "\\renewcommand{\\temp}{\\tau}\n"
+    assert (5, "notation-meaning") in notation_rules(tmp_path, "The temperature $\\temp$.", twice)
+
+
+def test_notation_is_configurable(tmp_path):
+    config_path = tmp_path / "lint.yaml"
+    config_path.write_text("notation:\n  score: [rank]\nacronyms: [SSM]\n")
+    config = load_lint_config(config_path)
+    path = tmp_path / "main.tex"
+    path.write_text(NOTATION_PREAMBLE + "The score $\\score$ and an SSM." + END)
+    found = {(finding.line, finding.rule) for finding in lint(path, config)}
+    assert found == {(5, "definition-before-use"), (5, "acronym")}
+
+
+def write_build(folder: Path, figure_page: int, line_pages: dict[int, int]) -> Path:
+    """Write the two files the float-page rule reads: a label's page in main.aux, lines' pages in synctex."""
+    import gzip
+
+    build = folder / "build"
+    build.mkdir(exist_ok=True)
+    (build / "main.aux").write_text(f"\\newlabel{{fig:a}}{{{{1}}{{{figure_page}}}{{A}}{{figure.1}}{{}}}}\n")
+    records = ["SyncTeX Version:1", f"Input:1:{folder / 'main.tex'}", "Content:"]
+    for page in sorted(set(line_pages.values())):
+        records += [f"{{{page}", *[f"h1,{line}:0,0:1,1,0" for line, on in line_pages.items() if on == page],
+                    f"}}{page}"]
+    with gzip.open(build / "main.synctex.gz", "wt") as stream:
+        stream.write("\n".join(records) + "\n")
+    return build
+
+
+@pytest.mark.parametrize(("reference_page", "flagged"), [(1, False), (2, True)])
+def test_float_is_referred_to_before_or_on_its_page(tmp_path, reference_page, flagged):
+    path = tmp_path / "main.tex"
+    path.write_text(PREAMBLE + "\\begin{figure}\\caption{One. Two.}\\label{fig:a}\\end{figure}\nText.\n"
+                    "\\Cref{fig:a} shows it." + END)
+    build = write_build(tmp_path, 1, {3: 1, 4: 1, 5: reference_page})
+    found = [(finding.line, finding.rule) for finding in lint(path, LintConfig(), build_dir=build)]
+    assert ((3, "float-page") in found) is flagged
+
+
+def test_float_page_rule_needs_a_current_build(tmp_path):
+    path = tmp_path / "main.tex"
+    path.write_text(PREAMBLE + "Text." + END)
+    with pytest.raises(ValueError, match="main.aux not found; run `make paper`"):
+        lint(path, LintConfig(), build_dir=tmp_path / "build")

@@ -1,7 +1,7 @@
 """The writing checklist as rules over the rendered LaTeX: ``python -m pipeline.checks.writing``.
 
-Each finding reads ``file:line: rule: message``; ``paper/build/lint.json``
-contains the same. The rules so far:
+Each finding reads ``file:line: rule: message [template:line]``;
+``lint.json`` in the build folder contains the same. The rules:
 
 - ``terminology``: "KV-cache" and "key-value cache" (after the first
   definition), and the exact spelling of the project's terms (CircuitKV,
@@ -10,25 +10,32 @@ contains the same. The rules so far:
   should be noted".
 - ``vague-claim``: "significantly", "dramatically", "substantially" in a
   sentence with no number, result macro or statistical test.
+- ``passive-voice``: a form of "to be" with a past participle (regular, or
+  from a list of irregular ones) in the contribution bullets, and "is
+  proposed", "are introduced", "is presented" anywhere.
 - ``number``: a digit in prose outside result macros (``prose_numbers``).
 - ``float-label``, ``float-caption``, ``table-caption-above``: every float
   has a label and a caption of at least two sentences, and a table's caption
   comes before its tabular.
 - ``table-caption-bold`` and ``table-caption-metric``: a table's caption says
   what bold means (or that nothing is bold) and what its numbers are.
-- ``negative-vspace``: more negative ``\\vspace`` than the configured limit;
-  each one is listed.
-- ``passive-voice``: a form of "to be" with a past participle (regular, or
-  from a list of irregular ones) in the contribution bullets, and "is
-  proposed", "are introduced", "is presented" anywhere.
+- ``float-reference``: a float the text never refers to; ``float-page``: a
+  float printed on an earlier page than its first reference (``float_pages``).
 - ``acronym``: an acronym (LLM, GQA, RoPE, NLL, ...) whose first use is not
   its definition, "long form (ACR)".
+- ``definition-before-use``, ``forward-reference``, ``notation-symbol`` and
+  ``notation-meaning``: notation macros introduced at their first use,
+  equations defined before they are referred to, symbols typed only through
+  their macros, and one symbol per meaning (``notation``).
 - ``equation-reference``: an equation referred to with ``\\ref`` or
-  ``\\eqref`` instead of ``\\Cref``; ``float-reference``: a float the text
-  never refers to.
+  ``\\eqref`` instead of ``\\Cref``.
+- ``negative-vspace``: more negative ``\\vspace`` than the configured limit;
+  each one is listed.
 
-Prose is what ``prose_numbers.prose_text`` leaves: no preamble, comments,
-math, tables or command arguments that hold keys.
+Floats, references and notation are read from pylatexenc's node tree
+(``latex_nodes``). The sentence rules read the prose that
+``prose_numbers.prose_text`` leaves: no preamble, comments, math, tables or
+command arguments that hold keys.
 """
 
 from __future__ import annotations
@@ -37,12 +44,15 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 from pipeline.atomic import write_text_atomically
+from pipeline.checks.float_pages import check_float_pages
+from pipeline.checks.latex_nodes import LatexEnvironmentNode, LatexMacroNode, arguments, line_of, parse, text_of, walk
+from pipeline.checks.notation import NOTATION, check_notation
 from pipeline.checks.prose_numbers import prose_text, typed_numbers
 from pipeline.render.results import METHOD_LABELS
 from pipeline.render.tasks import TASK_LABELS
@@ -52,6 +62,14 @@ CONFIG_PATH = REPOSITORY / "paper" / "content" / "lint.yaml"
 TERMS = ("CircuitKV", "LongBench", "RULER", "KV cache")
 FILLER = ("it is worth noting that", "interestingly", "note that", "it should be noted")
 INTENSIFIERS = ("significantly", "dramatically", "substantially")
+RULES = (
+    "terminology", "filler", "vague-claim", "passive-voice", "number", "float-label", "float-caption",
+    "table-caption-above", "table-caption-bold", "table-caption-metric", "float-reference", "float-page", "acronym",
+    "definition-before-use", "forward-reference", "notation-symbol", "notation-meaning", "equation-reference",
+    "negative-vspace",
+)
+REFERENCE_MACROS = frozenset({"ref", "cref", "Cref", "eqref", "autoref"})
+ACRONYMS = ("LLM", "GQA", "RoPE", "NLL", "MHA", "MQA")
 EVIDENCE = re.compile(r"\\result\{|\d|interval|bootstrap|p\s*<|confidence", re.IGNORECASE)
 
 
@@ -68,26 +86,49 @@ class LintFinding:
 
 @dataclass(frozen=True)
 class LintConfig:
-    """Project settings: further terms spelled exactly so, and the number of negative ``\\vspace`` allowed."""
+    """Project settings: terms spelled exactly so, acronyms, notation macros and the negative ``\\vspace`` allowed."""
 
     terms: tuple[str, ...] = TERMS
     max_negative_vspace: int = 2
+    acronyms: tuple[str, ...] = ACRONYMS
+    notation: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(NOTATION))
 
 
 def load_lint_config(path: Path = CONFIG_PATH) -> LintConfig:
-    """Read ``lint.yaml`` (``terms:``, ``max_negative_vspace:``); a missing file gives the defaults."""
+    """Read ``lint.yaml``; a missing file gives the defaults, and each list or mapping extends them.
+
+    Fields: ``terms`` (words spelled exactly so), ``acronyms`` (defined at
+    first use), ``notation`` (macro name to the words that introduce it, e.g.
+    ``temp: [temperature]``) and ``max_negative_vspace``.
+    """
     if not path.is_file():
         return LintConfig()
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict) or set(data) - {"terms", "max_negative_vspace"}:
-        raise ValueError(f"{path}: expected the fields terms (a list) and max_negative_vspace (a number).")
-    terms = data.get("terms") or []
-    if not isinstance(terms, list) or not all(isinstance(term, str) and term for term in terms):
-        raise ValueError(f"{path}: terms must be a list of words spelled as the paper must spell them.")
+    fields = {"terms", "acronyms", "notation", "max_negative_vspace"}
+    if not isinstance(data, dict) or set(data) - fields:
+        raise ValueError(f"{path}: expected only the fields {', '.join(sorted(fields))}.")
+    lists = {}
+    for key in ("terms", "acronyms"):
+        values = data.get(key) or []
+        if not isinstance(values, list) or not all(isinstance(value, str) and value for value in values):
+            raise ValueError(f"{path}: {key} must be a list of words spelled as the paper must spell them.")
+        lists[key] = values
+    notation = data.get("notation") or {}
+    if not isinstance(notation, dict) or not all(
+        isinstance(words, list) and words and all(isinstance(word, str) and word for word in words)
+        for words in notation.values()
+    ):
+        raise ValueError(f"{path}: notation must map a macro name (without backslash) to a list of the words "
+                         "that introduce it, e.g. `temp: [temperature]`.")
     limit = data.get("max_negative_vspace", 2)
     if not isinstance(limit, int) or limit < 0:
         raise ValueError(f"{path}: max_negative_vspace must be a whole number, 0 or more.")
-    return LintConfig(terms=tuple(dict.fromkeys([*TERMS, *terms])), max_negative_vspace=limit)
+    return LintConfig(
+        terms=tuple(dict.fromkeys([*TERMS, *lists["terms"]])),
+        max_negative_vspace=limit,
+        acronyms=tuple(dict.fromkeys([*ACRONYMS, *lists["acronyms"]])),
+        notation={**NOTATION, **{str(name).lstrip("\\"): tuple(words) for name, words in notation.items()}},
+    )
 
 
 def _sentences(line: str) -> list[str]:
@@ -135,44 +176,63 @@ METRIC_WORDS = re.compile(
     r"score|percent|accuracy|NLL|nats|likelihood|seconds|MiB|time|memory|version|hyperparameter|signal|policy",
     re.IGNORECASE,
 )
-_FLOAT = re.compile(r"\\begin\{(figure|table|algorithm)(\*?)\}(.*?)\\end\{\1\2\}", re.DOTALL)
+FLOATS = frozenset({"figure", "figure*", "table", "table*", "algorithm"})
 
 
-def _floats(name: str, tex: str) -> list[LintFinding]:
+@dataclass(frozen=True)
+class Float:
+    """A float environment: its kind, line, label, caption text and where its caption and tabular start."""
+
+    kind: str
+    line: int
+    label: str | None
+    caption: str | None
+    caption_offset: int | None
+    tabular_offset: int | None
+
+
+def _float_environments(tex: str, nodes: list) -> list[Float]:
+    found = []
+    for visit in walk(nodes):
+        node = visit.node
+        if not (isinstance(node, LatexEnvironmentNode) and node.environmentname in FLOATS):
+            continue
+        label = caption = caption_offset = tabular_offset = None
+        for inner in walk(node.nodelist):
+            child = inner.node
+            if isinstance(child, LatexMacroNode) and child.macroname == "label" and arguments(child) and label is None:
+                label = text_of(arguments(child)[-1]).strip()
+            elif isinstance(child, LatexMacroNode) and child.macroname == "caption" and arguments(child):
+                caption, caption_offset = text_of(arguments(child)[-1]), child.pos
+            elif isinstance(child, LatexEnvironmentNode) and child.environmentname.startswith("tabular"):
+                tabular_offset = child.pos if tabular_offset is None else tabular_offset
+        found.append(Float(node.environmentname.rstrip("*"), line_of(tex, node.pos), label, caption,
+                           caption_offset, tabular_offset))
+    return found
+
+
+def _floats(name: str, floats: list[Float]) -> list[LintFinding]:
     findings = []
-    for match in _FLOAT.finditer(tex):
-        line = tex.count("\n", 0, match.start()) + 1
-        body = match.group(3)
-        kind = match.group(1)
-        if "\\label{" not in body:
-            findings.append(LintFinding(name, line, "float-label", f"this {kind} has no \\label"))
-        caption = re.search(r"\\caption\{", body)
-        if kind != "algorithm":
-            if caption is None:
-                findings.append(LintFinding(name, line, "float-caption", f"this {kind} has no caption"))
-            else:
-                text = body[caption.end():]
-                depth, end = 1, 0
-                for end, character in enumerate(text):
-                    depth += {"{": 1, "}": -1}.get(character, 0)
-                    if depth == 0:
-                        break
-                sentences = re.findall(r"[.!?](?:\s|$)", text[:end] + " ")
-                if len(sentences) < 2:
-                    findings.append(LintFinding(name, line, "float-caption",
-                                                "the caption needs at least two sentences: what is shown, and "
-                                                "what to notice"))
-        if kind == "table" and caption is not None:
-            caption_text = body[caption.end():]
-            if not re.search(r"\bbold\b", caption_text, re.IGNORECASE):
-                findings.append(LintFinding(name, line, "table-caption-bold",
-                                            "say what bold means, or that no entry is bold"))
-            if not METRIC_WORDS.search(caption_text):
-                findings.append(LintFinding(name, line, "table-caption-metric",
-                                            "say what the numbers are (the metric and its unit)"))
-        tabular = body.find("\\begin{tabular")
-        if kind == "table" and caption is not None and 0 <= tabular < caption.start():
-            findings.append(LintFinding(name, line, "table-caption-above", "put the table's caption above it"))
+    for item in floats:
+        if item.label is None:
+            findings.append(LintFinding(name, item.line, "float-label", f"this {item.kind} has no \\label"))
+        if item.kind != "algorithm":
+            if item.caption is None:
+                findings.append(LintFinding(name, item.line, "float-caption", f"this {item.kind} has no caption"))
+            elif len(re.findall(r"[.!?](?:\s|$)", item.caption + " ")) < 2:
+                findings.append(LintFinding(name, item.line, "float-caption",
+                                            "the caption needs at least two sentences: what is shown, and "
+                                            "what to notice"))
+        if item.kind != "table" or item.caption is None:
+            continue
+        if not re.search(r"\bbold\b", item.caption, re.IGNORECASE):
+            findings.append(LintFinding(name, item.line, "table-caption-bold",
+                                        "say what bold means, or that no entry is bold"))
+        if not METRIC_WORDS.search(item.caption):
+            findings.append(LintFinding(name, item.line, "table-caption-metric",
+                                        "say what the numbers are (the metric and its unit)"))
+        if item.tabular_offset is not None and item.tabular_offset < item.caption_offset:
+            findings.append(LintFinding(name, item.line, "table-caption-above", "put the table's caption above it"))
     return findings
 
 
@@ -209,29 +269,32 @@ def _voice(name: str, tex: str, prose_lines: list[str]) -> list[LintFinding]:
     return findings
 
 
-def _references(name: str, tex: str) -> list[LintFinding]:
+def _references(name: str, tex: str, nodes: list, floats: list[Float]) -> list[LintFinding]:
     """Equations are referred to with \\Cref or \\cref, and every float is referred to in the text."""
     findings = []
-    for match in re.finditer(r"\\(?:eqref|ref)\{(eq:[^}]*)\}", tex):
-        findings.append(LintFinding(name, tex.count("\n", 0, match.start()) + 1, "equation-reference",
-                                    f"refer to {match.group(1)} with \\Cref, not {match.group().split('{')[0]}"))
-    referenced = {key.strip() for group in re.findall(r"\\[cC]?ref\{([^}]*)\}", tex) for key in group.split(",")}
-    for match in _FLOAT.finditer(tex):
-        label = re.search(r"\\label\{([^}]*)\}", match.group(3))
-        if label and label.group(1) not in referenced:
-            findings.append(LintFinding(name, tex.count("\n", 0, match.start()) + 1, "float-reference",
-                                        f"{label.group(1)} is never referred to in the text"))
+    referenced = set()
+    for visit in walk(nodes):
+        node = visit.node
+        if not (isinstance(node, LatexMacroNode) and node.macroname in REFERENCE_MACROS and arguments(node)):
+            continue
+        keys = [key.strip() for key in text_of(arguments(node)[-1]).split(",")]
+        referenced.update(keys)
+        for key in keys:
+            if key.startswith("eq:") and node.macroname in ("ref", "eqref"):
+                findings.append(LintFinding(name, line_of(tex, node.pos), "equation-reference",
+                                            f"refer to {key} with \\Cref, not \\{node.macroname}"))
+    for item in floats:
+        if item.label and item.label not in referenced:
+            findings.append(LintFinding(name, item.line, "float-reference",
+                                        f"{item.label} is never referred to in the text"))
     return findings
 
 
-ACRONYMS = ("LLM", "GQA", "RoPE", "NLL", "MHA", "MQA")
-
-
-def _acronyms(name: str, prose_lines: list[str], names: list[str]) -> list[LintFinding]:
+def _acronyms(name: str, prose_lines: list[str], names: list[str], acronyms: tuple[str, ...]) -> list[LintFinding]:
     """An acronym's first use in the text must define it: "long form (ACR)" or "ACR (long form)"."""
     findings = []
     text = "\n".join(prose_lines)
-    for acronym in ACRONYMS:
+    for acronym in acronyms:
         uses = [match for match in re.finditer(rf"(?<![\w-]){re.escape(acronym)}s?(?![\w-])", text)
                 if not any(acronym in label and label in text[max(match.start() - 20, 0): match.end() + 20]
                            for label in names)]
@@ -248,37 +311,65 @@ def _acronyms(name: str, prose_lines: list[str], names: list[str]) -> list[LintF
     return findings
 
 
-def lint(tex_path: Path, config: LintConfig | None = None) -> list[LintFinding]:
-    """Run every rule on the rendered ``tex_path``."""
+def lint(tex_path: Path, config: LintConfig | None = None, build_dir: Path | None = None) -> list[LintFinding]:
+    """Run every rule on the rendered ``tex_path``; the float-page rule needs the ``build_dir`` of its build."""
     config = config or load_lint_config()
     tex = tex_path.read_text(encoding="utf-8")
     name = str(tex_path)
     names = [*TASK_LABELS.values(), *METHOD_LABELS.values()]
     prose_lines = prose_text(tex, names).splitlines()
+    _, nodes = parse(tex)
+    floats = _float_environments(tex, nodes)
+
     findings = _terminology(name, prose_lines, config) + _style(name, prose_lines, tex.splitlines())
     findings += [LintFinding(name, item.line, "number", f"a digit in prose outside a result macro: {item.text[:60]}")
                  for item in typed_numbers(tex, names)]
-    findings += _floats(name, tex) + _vspace(name, tex, config) + _voice(name, tex, prose_lines)
-    findings += _references(name, tex) + _acronyms(name, prose_lines, names)
-    return sorted(findings, key=lambda finding: (finding.line, finding.rule))
+    findings += _floats(name, floats) + _vspace(name, tex, config) + _voice(name, tex, prose_lines)
+    findings += _references(name, tex, nodes, floats) + _acronyms(name, prose_lines, names, config.acronyms)
+    findings += [LintFinding(name, line_of(tex, item.offset), item.rule, item.message)
+                 for item in check_notation(tex, config.notation)]
+    if build_dir is not None:
+        findings += [LintFinding(name, item.line, "float-page", item.message)
+                     for item in check_float_pages(tex_path, build_dir)]
+    return sorted(_with_template_lines(tex_path, findings), key=lambda finding: (finding.line, finding.rule))
+
+
+def _with_template_lines(tex_path: Path, findings: list[LintFinding]) -> list[LintFinding]:
+    """Name the template line behind each finding, from the source map that rendering writes next to the paper."""
+    source_map = tex_path.with_suffix(".sourcemap.json")
+    if not source_map.is_file():
+        return findings
+    try:
+        data = json.loads(source_map.read_text(encoding="utf-8"))
+        origins, folder = data["lines"], data["templates"]
+    except (ValueError, KeyError, TypeError):
+        return findings  # a damaged map only costs the hint, not the check
+    return [
+        replace(finding, message=f"{finding.message} [{folder}/{origins[finding.line - 1]}]")
+        if 0 < finding.line <= len(origins) and origins[finding.line - 1] else finding
+        for finding in findings
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.checks.writing", description=__doc__.splitlines()[0])
     parser.add_argument("--tex", type=Path, default=REPOSITORY / "paper" / "main.tex", help="rendered LaTeX")
-    parser.add_argument("--json", type=Path, default=REPOSITORY / "paper" / "build" / "lint.json")
+    parser.add_argument("--build", type=Path, default=None,
+                        help="the build folder of --tex, for the float-page rule (default: build/ next to --tex)")
+    parser.add_argument("--json", type=Path, default=None, help="report file (default: lint.json in --build)")
     args = parser.parse_args(argv)
     if not args.tex.is_file():
         print(f"error: {args.tex} not found; run `make paper` first.", file=sys.stderr)
         return 2
+    build_dir = args.build or args.tex.parent / "build"
     try:
-        findings = lint(args.tex)
+        findings = lint(args.tex, build_dir=build_dir)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for finding in findings:
         print(finding)
-    write_text_atomically(args.json, json.dumps([asdict(finding) for finding in findings], indent=1) + "\n")
+    write_text_atomically(args.json or build_dir / "lint.json", json.dumps([asdict(finding) for finding in findings], indent=1) + "\n")
     print(f"writing check: {'clean' if not findings else f'{len(findings)} finding(s)'}")
     return 1 if findings else 0
 

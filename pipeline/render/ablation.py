@@ -10,6 +10,7 @@ a paired bootstrap over the prompts both ran, within each task.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -72,6 +73,30 @@ def _difference(values: dict, tasks: list[str], first: str, second: str, budget:
     if not all(ours for ours, _ in pairs):
         return None
     return paired_task_average(pairs)
+
+
+# ``{temperature}`` on its own; a macro's argument such as \mathrm{softmax} or x^{T} is left alone.
+PARAM_FIELD = re.compile(r"(?<![\w}^_\\])\{([A-Za-z_]\w*)\}")
+
+
+def _fill_params(row, spec: str, params: dict, key: str) -> tuple[Latex, Latex, list[tuple[str, Latex, str]]]:
+    """Replace ``{name}`` in a row's label and phrase by a macro holding the cells' value of that parameter."""
+    macros: dict[str, tuple[str, Latex, str]] = {}
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in params:
+            raise ValueError(f"{CONFIG_PATH}: ablation row {spec}: {{{name}}} is not a parameter of its cells "
+                             f"({', '.join(sorted(params))}).")
+        number = params[name]
+        text = str(number) if isinstance(number, (bool, str)) or number is None else f"{number:g}"
+        source = Latex(f"cell files: config.method_params.{name} of {spec}")
+        macros[name] = (f"{key}/param/{name}", Latex(text), source)
+        return f"\\result{{{key}/param/{name}}}"
+
+    label = PARAM_FIELD.sub(value, row.label)
+    phrase = PARAM_FIELD.sub(value, row.phrase)
+    return Latex(label), Latex(phrase), list(macros.values())
 
 
 def ablation_table(
@@ -138,5 +163,8 @@ def ablation_table(
                     macros.append((f"{key}/nlldiff/{name}", text, source))
                 marker = {"lowers": "$^{-}$", "raises": "$^{+}$"}.get(nll_effect, "")
                 cells_text[-1] = Latex(cells_text[-1] + marker)
-        rows.append(AblationRow(Latex(row.label), Latex(row.phrase), spec, cells_text, key, nll_effect, score_effect))
+        params = next((cell.config.method_params for _, cell in cells if cell.config.method == spec), {})
+        label, phrase, param_macros = _fill_params(row, spec, params, key)
+        macros += param_macros
+        rows.append(AblationRow(label, phrase, spec, cells_text, key, nll_effect, score_effect))
     return AblationTable(budget, [task_label(task) for task in tasks], rows), macros

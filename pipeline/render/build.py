@@ -135,8 +135,8 @@ def build(paper_dir: Path) -> Path:
 
     command = [
         "latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
-        "-no-shell-escape", f"-outdir={BUILD_DIR}", "main.tex",
-    ]
+        "-no-shell-escape", "-synctex=1", f"-outdir={BUILD_DIR}", "main.tex",
+    ]  # synctex maps lines to pages for the writing check's float-page rule
     environment = dict(os.environ, openout_any="p", openin_any="p", SOURCE_DATE_EPOCH=source_date_epoch(),
                        FORCE_SOURCE_DATE="1")
     result = subprocess.run(command, cwd=paper_dir, capture_output=True, text=True, env=environment)
