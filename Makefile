@@ -16,13 +16,20 @@ PROFILE ?= quick
 RESULTS_ARGS ?=
 # Comma-separated, overriding the profile: prompt (compress the whole prompt), context (compress the context, then ask).
 PROTOCOLS ?=
+# make results JOBS=N: N worker processes, each with one model copy and an equal share of the CPU threads.
+JOBS ?= 1
+# make results EXECUTOR=ray RAY_ADDRESS=ray://head:10001: one Ray task per prompt group (see the README).
+EXECUTOR ?= local
+RAY_ADDRESS ?=
+# make paper DRAFT=1: merge the results even with missing cells and mark each hole in red.
+DRAFT ?=
 MODE ?= review
 # make paper FIT=auto: apply paper/content/paper.yaml's remedies until the main text fits 8 pages.
 FIT ?= off
 # make bench: extra options for `python -m pipeline.bench.efficiency` (see --help).
 BENCH_ARGS ?=
 
-.PHONY: help venv tex results paper render check check-format check-anonymity check-writing submission preview test bench clean
+.PHONY: help venv tex results status aggregate paper render check check-format check-anonymity check-writing submission preview test bench clean
 # A recipe that fails removes its target, so a PDF that failed a gate is never taken as up to date.
 .DELETE_ON_ERROR:
 
@@ -31,12 +38,15 @@ PDF := paper/build/main.pdf
 PAPER_INPUTS = $(shell find templates paper/content pipeline/render pipeline/stats data/results -type f \
 	-not -name '.*' -not -path '*/__pycache__/*' 2>/dev/null) $(wildcard paper/authors.yaml) paper/.variant
 # The mode and the kit are inputs too: paper/.variant changes when they do.
-$(shell mkdir -p paper && v="$(MODE) $(FIT) $(ICML_KIT)" && [ "$$(cat paper/.variant 2>/dev/null)" = "$$v" ] \
+$(shell mkdir -p paper && v="$(MODE) $(FIT) $(ICML_KIT) $(DRAFT)" && [ "$$(cat paper/.variant 2>/dev/null)" = "$$v" ] \
 	|| echo "$$v" > paper/.variant)
 
 help:
 	@echo "make paper            render figures and LaTeX from data/results and build paper/build/main.pdf"
 	@echo "make results          run the PROFILE grid (default quick) and write data/results (set LONGBENCH_DIR for LongBench)"
+	@echo "                      JOBS=N worker processes; EXECUTOR=ray RAY_ADDRESS=... on a Ray cluster"
+	@echo "make status           which cells of the PROFILE grid are done, running, failed or missing"
+	@echo "make aggregate        merge the finished cells into data/results/merged (DRAFT=1 lets holes through)"
 	@echo "make check            check-format, check-anonymity and check-writing"
 	@echo "make check-format     fonts embedded and not Type 3, US letter, under 10 MB (paper and figures)"
 	@echo "make check-writing    the writing checklist on the rendered LaTeX (terms, filler, numbers, floats)"
@@ -70,20 +80,28 @@ tex:
 		exit 1; \
 	fi
 
+GRID_ARGS = --profile $(PROFILE) $(if $(PROTOCOLS),--protocol $(PROTOCOLS)) $(RESULTS_ARGS)
+
 results: venv
-	$(PY) -m pipeline results --profile $(PROFILE) $(if $(PROTOCOLS),--protocol $(PROTOCOLS)) $(RESULTS_ARGS)
-	# Figures 2 and 4: what the walks keep on real prompts, and their sensitivity to T, N and S.
-	$(PY) -m pipeline.analysis.sensitivity
-	$(PY) -m pipeline.stats.summary
+	# Runs the unfinished cells, merges them into data/results/merged, updates the diagnostics of
+	# Figures 2 and 4 (pipeline.analysis.sensitivity) and data/results/summary.json.
+	$(PY) -m pipeline results $(GRID_ARGS) --jobs $(JOBS) --executor $(EXECUTOR) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
+
+status: venv
+	@$(PY) -m pipeline status $(GRID_ARGS)
+
+aggregate: venv
+	$(PY) -m pipeline aggregate $(GRID_ARGS) $(if $(DRAFT),--draft)
 
 render: venv
-	$(PY) -m pipeline.render.paper --mode $(MODE)
+	$(PY) -m pipeline.render.paper --mode $(MODE) $(if $(DRAFT),--draft)
 
 paper: $(PDF)
 	@echo "$(PDF) is up to date."
 
 $(PDF): $(PAPER_INPUTS) $(STAMP) | tex
-	$(PY) -m pipeline.render.fit --mode $(MODE) --fit $(FIT)
+	$(if $(DRAFT),$(PY) -m pipeline aggregate $(GRID_ARGS) --draft)
+	$(PY) -m pipeline.render.fit --mode $(MODE) --fit $(FIT) $(if $(DRAFT),--draft)
 	@touch $(PDF)  # latexmk leaves an unchanged PDF alone; make must still see it as newer than its inputs
 
 check-format: $(PDF)

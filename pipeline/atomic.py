@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -14,6 +16,12 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+def writer_tag() -> str:
+    """Return ``HOST-PID`` for temporary file names: a hash of this host's name and this process's id."""
+    host = hashlib.sha256(socket.gethostname().encode("utf-8")).hexdigest()[:8]
+    return f"{host}-{os.getpid()}"
+
+
 def write_bytes_atomically(path: Path, content: bytes) -> None:
     """Write ``content`` to a temporary file next to ``path``, flush it to disk, then rename it over ``path``.
 
@@ -22,7 +30,8 @@ def write_bytes_atomically(path: Path, content: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The writer's host and process id in the name let a later run delete what a killed writer left.
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{writer_tag()}.", suffix=".tmp")
     try:
         os.fchmod(descriptor, _default_mode())
         with os.fdopen(descriptor, "wb") as handle:

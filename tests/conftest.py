@@ -87,7 +87,7 @@ def write_results(tmp_path):
     def write(scores: dict, directory=None):
         directory = directory or tmp_path / "results"
         for (task, method, budget), score in scores.items():
-            path = directory / "cells" / cell_filename(task, method, budget)
+            path = directory / "merged" / cell_filename(task, method, budget)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(_cell(task, method, budget, score)))
         return directory
@@ -99,7 +99,7 @@ def add_method_seed(directory, relative: str, seed: int, score: float):
     """Copy a cell file as the run of another method seed in which every sample scores ``score``."""
     import json
 
-    base = directory / "cells" / relative
+    base = directory / "merged" / relative
     data = json.loads(base.read_text())
     data["config"]["method_seed"] = seed
     for sample in data["samples"]:

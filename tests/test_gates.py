@@ -23,7 +23,7 @@ def rendered(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("gates")
     results = tmp_path / "results"
     for (task, method, budget), score in standard_scores().items():
-        path = results / "cells" / cell_filename(task, method, budget)
+        path = results / "merged" / cell_filename(task, method, budget)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_cell(task, method, budget, score)))
     paper_dir = tmp_path / "paper"

@@ -53,7 +53,7 @@ def built(tmp_path_factory):
     for (task, method, budget), score in standard_scores().items():
         from pipeline.experiments.schema import cell_filename
 
-        path = results / "cells" / cell_filename(task, method, budget)
+        path = results / "merged" / cell_filename(task, method, budget)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_cell(task, method, budget, score)))
     paper_dir, pdf = render_and_build(results, tmp_path)
@@ -100,7 +100,7 @@ def test_result_macros_name_their_source(built):
 def test_edited_result_changes_table_cell(built, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(built[0], results)
-    path = results / "cells" / "niah_multikey_1" / "prompt-circuitkv-b128.json"
+    path = results / "merged" / "niah_multikey_1" / "prompt-circuitkv-b128.json"
     data = json.loads(path.read_text())
     data["mean_score"] = 77.7
     for sample in data["samples"]:
@@ -159,7 +159,7 @@ def test_anonymity_clean_then_planted_name_found(built, tmp_path):
 
 
 def test_missing_results_is_a_clear_error(tmp_path):
-    with pytest.raises(Exception, match="no result files found; run `make results` first"):
+    with pytest.raises(Exception, match="no merged result files found; run `make results`"):
         paper.render(tmp_path / "nothing", tmp_path / "p", tmp_path / "f")
 
 
@@ -188,7 +188,7 @@ def test_method_seeds_are_averaged_in_tables(write_results, tmp_path):
     directory = write_results(standard_scores())
     add_method_seed(directory, "niah_single_1/prompt-circuitkv-b128.json", seed=1, score=60.0)
 
-    paths = sorted((directory / "cells").rglob("*.json"))
+    paths = sorted((directory / "merged").rglob("*.json"))
     frame = results_frame([(path, read_cell(path)) for path in paths])
     row = frame[(frame.task == "niah_single_1") & (frame.method == "circuitkv") & (frame.budget == 128)].iloc[0]
     assert row.score == 50.0
@@ -245,7 +245,7 @@ def test_main_table_ties_not_bold(write_results, tmp_path):
     for method in ("streamingllm", "snapkv", "circuitkv"):
         scores[("niah_single_1", method, 128)] = 0.0
     directory = write_results(scores)
-    frame = results_frame([(path, read_cell(path)) for path in sorted((directory / "cells").rglob("*.json"))])
+    frame = results_frame([(path, read_cell(path)) for path in sorted((directory / "merged").rglob("*.json"))])
     labels, rows = main_table(frame)
     column = labels.index("S-NIAH-1")
     at_128 = [row.cells[column] for row in rows if row.budget == "128"]
@@ -269,7 +269,7 @@ def test_abstract_adds_the_first_decided_budget_when_the_main_one_ties(write_res
 
 def test_answer_likelihood_paragraph_follows_the_nll(write_results, tmp_path):
     directory = write_results(standard_scores())
-    for path in (directory / "cells").rglob("*.json"):
+    for path in (directory / "merged").rglob("*.json"):
         data = json.loads(path.read_text())
         method, budget = data["config"]["method"], data["config"]["budget"]
         # CircuitKV has the lowest NLL at 128 and the highest at 512.
@@ -296,5 +296,5 @@ def _frame_and_cells(directory):
     from pipeline.experiments.schema import read_cell
     from pipeline.render.results import results_frame
 
-    cells = [(path, read_cell(path)) for path in sorted((directory / "cells").rglob("*.json"))]
+    cells = [(path, read_cell(path)) for path in sorted((directory / "merged").rglob("*.json"))]
     return results_frame(cells), cells

@@ -169,7 +169,7 @@ def test_unrun_main_budget_is_named(write_results, tmp_path):
 
 
 def _cells(directory):
-    return [(path, read_cell(path)) for path in sorted((directory / "cells").rglob("*.json"))]
+    return [(path, read_cell(path)) for path in sorted((directory / "merged").rglob("*.json"))]
 
 
 def test_single_category_shows_tasks_and_marks_decided_columns(write_results):
@@ -195,7 +195,7 @@ def test_several_categories_become_columns(tmp_path):
             scores[(task, "snapkv", budget)] = value
             scores[(task, "circuitkv", budget)] = value
     for (task, method, budget), score in scores.items():
-        path = directory / "cells" / cell_filename(task, method, budget)
+        path = directory / "merged" / cell_filename(task, method, budget)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_cell(task, method, budget, score)))
     cells = _cells(directory)
@@ -211,7 +211,7 @@ def _write_variant(directory, task, method, budget, score, nll):
     data["config"]["method"] = method
     for sample in data["samples"]:
         sample["answer_nll"] = nll
-    path = directory / "cells" / cell_filename(task, method, budget)
+    path = directory / "merged" / cell_filename(task, method, budget)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
 
@@ -231,7 +231,7 @@ def test_ablation_table_and_wording_follow_the_variants(write_results, tmp_path)
     ]))
     tex = paper.render(directory, tmp_path / "p", tmp_path / "f", config_path=config).read_text()
     assert r"exact, $\temp = \result{abl/1/param/temperature}$ & 40.0" in tex
-    temperature = read_cell(next((directory / "cells").rglob("*circuitkv-exact*.json"))).config.method_params["temperature"]
+    temperature = read_cell(next((directory / "merged").rglob("*circuitkv-exact*.json"))).config.method_params["temperature"]
     assert rf"\resultdef{{abl/1/param/temperature}}{{{temperature:g}}}" in tex
     section = between(tex, r"\subsection{Ablations}", r"\subsection{Efficiency}")
     assert r"The exact expectation lowers the answer NLL (\result{abl/1/nll} nats" in section

@@ -8,7 +8,8 @@ import pytest
 from pipeline.__main__ import build_parser, grid_settings
 from pipeline.experiments import profiles
 from pipeline.experiments.profiles import ProfileError, load_profile
-from pipeline.experiments.runner import GridConfig, _plan_cells, check_lengths, sample_count
+from pipeline.experiments.aggregate import merged_name
+from pipeline.experiments.runner import GridConfig, check_lengths, plan_cells, sample_count
 
 
 def settings_for(argv: list[str], longbench_dir=None) -> dict:
@@ -137,20 +138,20 @@ def test_generated_task_cells_per_length(tmp_path):
     assert config.lengths_for("vt") == [1024, 2048]
     names = set()
     for length in config.lengths_for("vt"):
-        for cell in _plan_cells("vt", "ruler", config, 8192, length):
-            assert cell.config.context_tokens == length
-            names.add(cell.path.relative_to(tmp_path).as_posix())
+        for cell in plan_cells("vt", "ruler", config, length):
+            assert cell.context_tokens == length
+            names.add(f"merged/{merged_name(cell)}")
     assert names == {
-        f"cells/vt/ctx{length}-prompt-{name}.json"
+        f"merged/vt/ctx{length}-prompt-{name}.json"
         for length in (1024, 2048) for name in ("full-full", "snapkv-b64")
     }
 
 
 def test_lengths_beyond_the_model_are_refused_before_running():
     config = GridConfig(tasks=["niah_single_1", "vt"], context_lengths=[4096, 8192])
-    check_lengths(GridConfig(tasks=["vt"], context_lengths=[4096]), 8192)
+    check_lengths([GridConfig(tasks=["vt"], context_lengths=[4096])], 8192)
     with pytest.raises(ValueError, match="niah_single_1 at 8192 tokens .* does not fit the model's 8192-token limit"):
-        check_lengths(config, 8192)
+        check_lengths([config], 8192)
 
 
 def test_short_longbench_file_runs_all_rows(tmp_path, caplog):

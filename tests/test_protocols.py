@@ -1,13 +1,16 @@
 """Both protocols, budget ratios, batched decoding and the compression checks, on a tiny random Llama."""
 
 import argparse
+from pathlib import Path
 
 import pytest
 import torch
 
 from pipeline.__main__ import _protocols, _ratios
 from pipeline.benchmarks.sample import Sample
-from pipeline.experiments.runner import Cell, EncodedPrompt, GridConfig, PromptRun, _check_compressed, validate
+from pipeline.experiments.aggregate import merged_name
+from pipeline.experiments.evaluation import Cell, EncodedPrompt, PromptRun, _check_compressed
+from pipeline.experiments.runner import GridConfig, validate
 from pipeline.experiments.schema import CellConfig, ModelInfo
 from pipeline.methods import BudgetError, LayerBudgets, build_method, check_ratio, ratio_budget, select
 from pipeline.model.prefill import (
@@ -225,11 +228,11 @@ def test_grid_validation_checks_protocols_and_ratios():
 
 
 def test_method_seeds_plan_one_cell_per_seed_for_stochastic_methods(tmp_path):
-    from pipeline.experiments.runner import _plan_cells
+    from pipeline.experiments.runner import plan_cells
 
     config = GridConfig(tasks=["niah_single_1"], methods=["snapkv", "circuitkv", "circuitkv-exact"],
                         budgets=[128], method_seeds=[0, 1, 2], results_dir=tmp_path)
-    names = sorted(cell.path.name for cell in _plan_cells("niah_single_1", "ruler", config, 8192))
+    names = sorted(Path(merged_name(cell)).name for cell in plan_cells("niah_single_1", "ruler", config))
     assert names == [
         "ctx4096-prompt-circuitkv-b128-s1.json", "ctx4096-prompt-circuitkv-b128-s2.json",
         "ctx4096-prompt-circuitkv-b128.json", "ctx4096-prompt-circuitkv-exact-b128.json",
@@ -238,14 +241,14 @@ def test_method_seeds_plan_one_cell_per_seed_for_stochastic_methods(tmp_path):
 
 
 def test_method_specs_name_their_cells(tmp_path):
-    from pipeline.experiments.runner import _plan_cells
+    from pipeline.experiments.runner import plan_cells
 
     config = GridConfig(tasks=["niah_single_1"], methods=["circuitkv+temperature=0.5+max_steps=inf"],
                         budgets=[128], results_dir=tmp_path)
-    [cell] = _plan_cells("niah_single_1", "ruler", config, 8192)
-    assert cell.path.name == "ctx4096-prompt-circuitkv+max_steps=inf+temperature=0.5-b128.json"
-    assert cell.config.method_params["temperature"] == 0.5
-    assert cell.config.method_params["max_steps"] is None
+    [cell] = plan_cells("niah_single_1", "ruler", config)
+    assert Path(merged_name(cell)).name == "ctx4096-prompt-circuitkv+max_steps=inf+temperature=0.5-b128.json"
+    assert cell.method_params["temperature"] == 0.5
+    assert cell.method_params["max_steps"] is None
 
 
 @pytest.mark.parametrize(
@@ -275,7 +278,7 @@ def test_agreement_with_the_full_cache_is_recorded(tiny_llama, prompt_ids):
 
 
 def test_common_prefix_counts_leading_equal_tokens():
-    from pipeline.experiments.runner import common_prefix
+    from pipeline.experiments.evaluation import common_prefix
 
     assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
     assert common_prefix([], [1]) == 0

@@ -224,14 +224,14 @@ def test_essays_are_described_by_hash_not_path(tmp_path):
 
 
 def test_essay_task_cells_record_their_haystack(tmp_path):
-    from pipeline.experiments.runner import GridConfig, _plan_cells
+    from pipeline.experiments.runner import GridConfig, plan_cells
 
     (tmp_path / "a.txt").write_text("One essay.")
     config = GridConfig(tasks=["niah_multikey_1"], methods=["full"], essays_dir=tmp_path)
-    [cell] = _plan_cells("niah_multikey_1", "ruler", config, 8192)
-    assert cell.config.haystack.startswith("essay directory, sha256 ")
-    [noise] = _plan_cells("niah_single_1", "ruler", config, 8192)
-    assert noise.config.haystack is None
+    [cell] = plan_cells("niah_multikey_1", "ruler", config)
+    assert cell.haystack.startswith("essay directory, sha256 ")
+    [noise] = plan_cells("niah_single_1", "ruler", config)
+    assert noise.haystack is None
 
 
 ALL_TASKS = sorted(ruler.TASKS)
@@ -340,13 +340,13 @@ def test_sweep_places_one_needle_at_each_depth_and_length(tokenizer):
 
 
 def test_sweep_is_a_grid_task_of_the_runner(tmp_path):
-    from pipeline.experiments.runner import GridConfig, _plan_cells, task_benchmark
+    from pipeline.experiments.runner import GridConfig, plan_cells, task_benchmark
 
     config = GridConfig(tasks=["niah_sweep"], methods=["snapkv"], budgets=[128], results_dir=tmp_path)
     assert task_benchmark("niah_sweep", config) == "ruler"
-    [cell] = _plan_cells("niah_sweep", "ruler", config, 8192)
-    assert cell.config.num_samples == len(ruler.SWEEP_LENGTHS) * len(ruler.SWEEP_DEPTHS) == 50
-    assert cell.config.context_tokens is None
+    [cell] = plan_cells("niah_sweep", "ruler", config)
+    assert cell.task_samples == len(ruler.SWEEP_LENGTHS) * len(ruler.SWEEP_DEPTHS) == 50
+    assert cell.context_tokens is None
 
 
 def test_bad_sweep_ids_and_depths_are_rejected(tokenizer):
@@ -393,13 +393,13 @@ def test_bad_ruler_jsonl_rows_name_the_line(tmp_path, line, message):
 def test_runner_reads_ruler_jsonl_when_present(tmp_path, tokenizer):
     import json
 
-    from pipeline.experiments.runner import GridConfig, _plan_cells, load_samples
+    from pipeline.experiments.runner import GridConfig, plan_cells, load_samples
 
     row = {"index": 0, "input": "Noise.\nWhat is the number for a-b?", "outputs": ["123"]}
     (tmp_path / "vt.jsonl").write_text(json.dumps(row) + "\n")
     config = GridConfig(tasks=["vt"], methods=["full"], num_samples=1, ruler_dir=tmp_path, results_dir=tmp_path)
     [sample] = load_samples("vt", config, tokenizer)
     assert sample.sample_id == "vt-jsonl-0"
-    [cell] = _plan_cells("vt", "ruler", config, 8192)
-    assert cell.config.haystack.startswith("RULER jsonl, sha256 ")
+    [cell] = plan_cells("vt", "ruler", config)
+    assert cell.haystack.startswith("RULER jsonl, sha256 ")
     assert config.ruler_file("niah_single_1") is None

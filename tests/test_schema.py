@@ -13,7 +13,7 @@ def cell_path(write_results):
     from conftest import standard_scores
 
     directory = write_results(standard_scores())
-    return directory / "cells" / "niah_single_1" / "prompt-snapkv-b128.json"
+    return directory / "merged" / "niah_single_1" / "prompt-snapkv-b128.json"
 
 
 def test_valid_cell_reads(cell_path):

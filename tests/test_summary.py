@@ -10,7 +10,7 @@ from pipeline.stats.summary import main, summarize
 
 
 def load(directory):
-    paths = sorted((directory / "cells").rglob("*.json"))
+    paths = sorted((directory / "merged").rglob("*.json"))
     return [(path.relative_to(directory), read_cell(path)) for path in paths]
 
 
@@ -75,7 +75,7 @@ def write_sweep(directory, method: str, budget, scores: dict):
         sample["sample_id"] = f"niah_sweep-s0-n{length}-d{depth}"
         sample["score"] = score
     data["mean_score"] = sum(scores.values()) / len(scores)
-    path = directory / "cells" / cell_filename("niah_sweep", method, budget)
+    path = directory / "merged" / cell_filename("niah_sweep", method, budget)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
 
@@ -92,7 +92,7 @@ def test_sweep_grid_places_samples(write_results):
 
 def test_longbench_e_cells_get_length_bins(write_results):
     directory = write_results({("multi_news", "full", None): 30.0})
-    path = directory / "cells" / "multi_news" / "prompt-full-full.json"
+    path = directory / "merged" / "multi_news" / "prompt-full-full.json"
     data = json.loads(path.read_text())
     for sample, (length, score) in zip(data["samples"], [(3000, 20.0), (9000, 40.0)]):
         sample["length"] = length
@@ -104,7 +104,7 @@ def test_longbench_e_cells_get_length_bins(write_results):
 
 def test_table_lists_each_cell_with_truncated_prompts(write_results, capsys):
     directory = write_results({("multi_news", "full", None): 30.0, ("niah_single_1", "snapkv", 128): 55.0})
-    path = directory / "cells" / "multi_news" / "prompt-full-full.json"
+    path = directory / "merged" / "multi_news" / "prompt-full-full.json"
     data = json.loads(path.read_text())
     data["samples"][0]["truncated"] = True
     path.write_text(json.dumps(data))
@@ -121,7 +121,7 @@ def test_table_lists_each_cell_with_truncated_prompts(write_results, capsys):
 def test_fidelity_metrics_get_means_intervals_and_pairs(write_results):
     directory = write_results(standard_scores())
     for name, nll, agreement in (("prompt-snapkv-b128.json", 2.0, 3), ("prompt-circuitkv-b128.json", 1.5, 5)):
-        path = directory / "cells" / "niah_single_1" / name
+        path = directory / "merged" / "niah_single_1" / name
         data = json.loads(path.read_text())
         for sample in data["samples"]:
             sample["answer_nll"] = nll

@@ -162,8 +162,9 @@ def test_notation_is_configurable(tmp_path):
 
 
 def write_build(folder: Path, figure_page: int, line_pages: dict[int, int]) -> Path:
-    """Write the two files the float-page rule reads: a label's page in main.aux, lines' pages in synctex."""
+    """Write the files the float-page rule reads: a label's page in main.aux, lines' pages in synctex, the digest."""
     import gzip
+    import hashlib
 
     build = folder / "build"
     build.mkdir(exist_ok=True)
@@ -174,6 +175,8 @@ def write_build(folder: Path, figure_page: int, line_pages: dict[int, int]) -> P
                     f"}}{page}"]
     with gzip.open(build / "main.synctex.gz", "wt") as stream:
         stream.write("\n".join(records) + "\n")
+    digest = hashlib.sha256((folder / "main.tex").read_bytes()).hexdigest()
+    (build / "main.tex.sha256").write_text(digest + "\n")
     return build
 
 
@@ -192,3 +195,22 @@ def test_float_page_rule_needs_a_current_build(tmp_path):
     path.write_text(PREAMBLE + "Text." + END)
     with pytest.raises(ValueError, match="main.aux not found; run `make paper`"):
         lint(path, LintConfig(), build_dir=tmp_path / "build")
+    build = write_build(tmp_path, 1, {3: 1})
+    path.write_text(PREAMBLE + "Other text." + END)
+    with pytest.raises(ValueError, match="was built from another version of .*main.tex; run `make paper`"):
+        lint(path, LintConfig(), build_dir=build)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("acronyms: [SSM\n", "lint.yaml: invalid YAML at line 2"),
+        ("- terms\n", "lint.yaml: expected a mapping with the fields"),
+        ("colour: red\n", "lint.yaml: unknown field colour"),
+    ],
+)
+def test_malformed_config_is_named(tmp_path, content, message):
+    config_path = tmp_path / "lint.yaml"
+    config_path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_lint_config(config_path)

@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.benchmarks import ruler
-    from pipeline.experiments.runner import encode_prompt
+    from pipeline.experiments.evaluation import encode_prompt
     from pipeline.methods import BudgetError, check_budget
     from pipeline.model.loading import ModelNotFoundError, load_model
     from pipeline.model.prefill import prefill

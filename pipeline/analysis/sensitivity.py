@@ -126,7 +126,7 @@ def encode_with_answers(sample, tokenizer, max_prompt_tokens: int) -> PromptToke
         ValueError: The prompt had to be truncated, the tokenizer gives no
             offsets, or a reference does not occur in the prompt.
     """
-    from pipeline.experiments.runner import encode_prompt
+    from pipeline.experiments.evaluation import encode_prompt
 
     encoded = encode_prompt(sample, tokenizer, max_prompt_tokens)
     if encoded.truncated:

@@ -3,12 +3,14 @@
 The float's page comes from the ``\\newlabel`` lines of ``main.aux``. The
 page of the reference comes from ``main.synctex.gz``, which maps each line
 of ``main.tex`` to the pages that typeset it (the build runs latexmk with
-``-synctex=1``).
+``-synctex=1``). Both are trusted only when ``main.tex.sha256``, written by
+the build, matches the current ``main.tex``.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +71,12 @@ def check_float_pages(tex_path: Path, build_dir: Path) -> list[FloatPageFinding]
     """Compare each float's page with the page of its first reference; raise StaleBuild without a current build."""
     aux = build_dir / f"{tex_path.stem}.aux"
     synctex = build_dir / f"{tex_path.stem}.synctex.gz"
-    for path in (aux, synctex):
+    digest = build_dir / f"{tex_path.name}.sha256"
+    for path in (aux, synctex, digest):
         if not path.is_file():
             raise StaleBuild(f"{path} not found; run `make paper` to build the paper before the writing check.")
-        if path.stat().st_mtime < tex_path.stat().st_mtime:
-            raise StaleBuild(f"{path} is older than {tex_path}; run `make paper` to rebuild it.")
+    if digest.read_text(encoding="utf-8").strip() != hashlib.sha256(tex_path.read_bytes()).hexdigest():
+        raise StaleBuild(f"{build_dir} was built from another version of {tex_path}; run `make paper` to rebuild it.")
 
     tex = tex_path.read_text(encoding="utf-8")
     _, nodes = parse(tex)

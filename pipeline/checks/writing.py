@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -103,10 +104,19 @@ def load_lint_config(path: Path = CONFIG_PATH) -> LintConfig:
     """
     if not path.is_file():
         return LintConfig()
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path}: invalid YAML{where} ({getattr(error, 'problem', None) or error}).") from None
     fields = {"terms", "acronyms", "notation", "max_negative_vspace"}
-    if not isinstance(data, dict) or set(data) - fields:
-        raise ValueError(f"{path}: expected only the fields {', '.join(sorted(fields))}.")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping with the fields {', '.join(sorted(fields))}, "
+                         f"not a {type(data).__name__}.")
+    if set(data) - fields:
+        raise ValueError(f"{path}: unknown field {', '.join(sorted(map(str, set(data) - fields)))}; "
+                         f"expected only {', '.join(sorted(fields))}.")
     lists = {}
     for key in ("terms", "acronyms"):
         values = data.get(key) or []
@@ -189,6 +199,7 @@ class Float:
     caption: str | None
     caption_offset: int | None
     tabular_offset: int | None
+    caption_line: int | None = None
 
 
 def _float_environments(tex: str, nodes: list) -> list[Float]:
@@ -206,8 +217,9 @@ def _float_environments(tex: str, nodes: list) -> list[Float]:
                 caption, caption_offset = text_of(arguments(child)[-1]), child.pos
             elif isinstance(child, LatexEnvironmentNode) and child.environmentname.startswith("tabular"):
                 tabular_offset = child.pos if tabular_offset is None else tabular_offset
+        caption_line = None if caption_offset is None else line_of(tex, caption_offset)
         found.append(Float(node.environmentname.rstrip("*"), line_of(tex, node.pos), label, caption,
-                           caption_offset, tabular_offset))
+                           caption_offset, tabular_offset, caption_line))
     return found
 
 
@@ -220,7 +232,7 @@ def _floats(name: str, floats: list[Float]) -> list[LintFinding]:
             if item.caption is None:
                 findings.append(LintFinding(name, item.line, "float-caption", f"this {item.kind} has no caption"))
             elif len(re.findall(r"[.!?](?:\s|$)", item.caption + " ")) < 2:
-                findings.append(LintFinding(name, item.line, "float-caption",
+                findings.append(LintFinding(name, item.caption_line, "float-caption",
                                             "the caption needs at least two sentences: what is shown, and "
                                             "what to notice"))
         if item.kind != "table" or item.caption is None:
@@ -242,9 +254,9 @@ def _vspace(name: str, tex: str, config: LintConfig) -> list[LintFinding]:
     if len(negative) <= config.max_negative_vspace:
         return []
     return [LintFinding(name, line, "negative-vspace",
-                        f"{text}: {len(negative)} negative \\vspace, more than the {config.max_negative_vspace} "
-                        "allowed; fix the layout instead")
-            for line, text in negative]
+                        f"{text} ({index} of {len(negative)} negative \\vspace, more than the "
+                        f"{config.max_negative_vspace} allowed); fix the layout instead")
+            for index, (line, text) in enumerate(negative, start=1)]
 
 
 PASSIVE_CLAIM = re.compile(
@@ -315,7 +327,7 @@ def lint(tex_path: Path, config: LintConfig | None = None, build_dir: Path | Non
     """Run every rule on the rendered ``tex_path``; the float-page rule needs the ``build_dir`` of its build."""
     config = config or load_lint_config()
     tex = tex_path.read_text(encoding="utf-8")
-    name = str(tex_path)
+    name = os.path.relpath(tex_path) if tex_path.resolve().is_relative_to(Path.cwd()) else str(tex_path)
     names = [*TASK_LABELS.values(), *METHOD_LABELS.values()]
     prose_lines = prose_text(tex, names).splitlines()
     _, nodes = parse(tex)

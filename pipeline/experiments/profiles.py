@@ -87,6 +87,8 @@ class Profile(_Section):
     method_seeds: list[int] | None = None
     decode_batch: int | None = Field(default=None, gt=0)
     max_prompt_tokens: int | None = Field(default=None, gt=0)
+    shard_size: int | None = Field(default=None, gt=0, description="samples per cell file; a task's samples "
+                                   "split into shards that run, and survive a crash, separately")
     ruler: RulerSection | None = None
     longbench: LongBenchSection | None = None
     task_samples: dict[str, int] = Field(default_factory=dict, description="per-task sample counts")
@@ -185,7 +187,7 @@ def grid_settings(path: Path, profile: Profile, longbench_dir: Path | None) -> d
     """
     settings: dict = {}
     for name in ("methods", "budgets", "budget_ratios", "protocols", "seed", "method_seeds", "decode_batch",
-                 "max_prompt_tokens"):
+                 "max_prompt_tokens", "shard_size"):
         value = getattr(profile, name)
         if value is not None:
             settings[name] = value

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
+MERGED_DIR = "merged"  # per-task cells merged from their shards, which the paper reads (experiments.aggregate)
+MISSING_FILE = "missing.json"  # in MERGED_DIR: the holes of a draft merge
 PROTOCOLS = ("prompt", "context")
 MAX_LISTED_PROBLEMS = 5  # validation errors named in one message
 
@@ -53,6 +55,11 @@ class CellConfig(_Strict):
     max_prompt_tokens: int = Field(gt=0, description="Longer prompts are truncated in the middle")
     seed: int = Field(description="Seed of data generation, and of stochastic methods unless method_seed is set")
     method_seed: int | None = Field(default=None, description="Seed of a stochastic method when not the data seed")
+    task_samples: int | None = Field(default=None, gt=0, description="Samples of the whole task, all shards")
+    shard_start: int | None = Field(default=None, ge=0, description="First sample index of this cell's shard")
+    shard_stop: int | None = Field(default=None, gt=0, description="Sample index after this cell's shard")
+    code_version: str | None = Field(default=None, description="Hash of the code that computed the numbers")
+    key: str | None = Field(default=None, description="Content hash naming the cell's file (cells.CellPlan.key)")
 
     @model_validator(mode="after")
     def _check_budget(self) -> "CellConfig":
@@ -211,9 +218,14 @@ def sample_mean(samples: list[SampleResult]) -> float:
     return sum(sample.score for sample in samples) / len(samples)
 
 
+def cell_json(cell: CellResult) -> str:
+    """Return the text of ``cell``'s file."""
+    return json.dumps(cell.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n"
+
+
 def write_cell(path: Path, cell: CellResult) -> None:
     """Write ``cell`` atomically: a temporary file in the same directory, then a rename."""
-    write_text_atomically(path, json.dumps(cell.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n")
+    write_text_atomically(path, cell_json(cell))
 
 
 def read_cell(path: Path) -> CellResult:

@@ -18,7 +18,7 @@ import pandas as pd
 from pipeline.methods import REGISTRY
 from pipeline.methods.spec import format_spec, parse_spec
 from pipeline.render.config import CONFIG_PATH, Ablation
-from pipeline.render.latex import Latex, format_number, signed_number
+from pipeline.render.latex import MISSING, Latex, format_number, signed_number
 from pipeline.render.results import prompt_scores, results_frame, task_order
 from pipeline.render.tasks import task_label
 from pipeline.stats.bootstrap import RESAMPLES, SEED, PairedDifference, paired_task_average
@@ -146,7 +146,7 @@ def ablation_table(
             macros.append((f"{key}/nll", format_number(mean_nll, NLL_DIGITS), source))
             cells_text.append(format_number(mean_nll, NLL_DIGITS))
         else:
-            cells_text.append(Latex("--"))
+            cells_text.append(MISSING)
 
         nll_effect = score_effect = None
         if index > 0:

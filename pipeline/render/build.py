@@ -14,6 +14,7 @@ lines around both. A build that succeeds is then checked by
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.atomic import write_text_atomically
 from pipeline.render import gates
 
 logger = logging.getLogger(__name__)
@@ -126,6 +128,9 @@ def source_date_epoch() -> str:
         return FALLBACK_EPOCH
 
 
+SOURCE_DIGEST = "main.tex.sha256"  # in the build folder: SHA-256 of the main.tex that latexmk last built
+
+
 def build(paper_dir: Path) -> Path:
     """Run latexmk on ``paper_dir/main.tex`` and return the PDF path; raise BuildError on failure."""
     if shutil.which("latexmk") is None:
@@ -139,6 +144,7 @@ def build(paper_dir: Path) -> Path:
     ]  # synctex maps lines to pages for the writing check's float-page rule
     environment = dict(os.environ, openout_any="p", openin_any="p", SOURCE_DATE_EPOCH=source_date_epoch(),
                        FORCE_SOURCE_DATE="1")
+    source_digest = hashlib.sha256((paper_dir / "main.tex").read_bytes()).hexdigest()
     result = subprocess.run(command, cwd=paper_dir, capture_output=True, text=True, env=environment)
     log = paper_dir / BUILD_DIR / "main.log"
     log_text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
@@ -149,6 +155,8 @@ def build(paper_dir: Path) -> Path:
             raise BuildError(f"latexmk failed (exit {result.returncode}) without a LaTeX error in {log}:\n{tail}")
         raise BuildError(format_error(error, paper_dir))
 
+    # The build files describe this text: the writing check compares the digest before it trusts their pages.
+    write_text_atomically(paper_dir / BUILD_DIR / SOURCE_DIGEST, source_digest + "\n")
     main_lines = (paper_dir / "main.tex").read_text(encoding="utf-8").splitlines()
     appendix_line = next((n for n, line in enumerate(main_lines, 1) if line.strip() == r"\appendix"), None)
     findings, warnings = gates.log_findings(log_text, appendix_line)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipeline.render.latex import Latex, format_number
+from pipeline.render.latex import MISSING, Latex, format_number
 from pipeline.render.results import METHOD_LABELS, METHOD_ORDER, OUR_METHOD, prompt_scores, score_pivot, task_order
 from pipeline.render.tasks import CATEGORY_LABELS, task_category, task_label
 from pipeline.stats.bootstrap import PairedDifference, paired_task_average
@@ -128,7 +128,7 @@ def category_table(frame: pd.DataFrame, cells: list, budget: int) -> CategoryTab
         for column in columns:
             value = values[column.key]
             if pd.isna(value):
-                cells_text.append(Latex("--"))
+                cells_text.append(MISSING)
                 continue
             text = format_number(value)
             column_values = compressed[column.key].dropna()

@@ -25,12 +25,12 @@ logger = logging.getLogger(__name__)
 
 
 def fit_paper(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "review", kit: Path | None = None,
-              auto: bool = False, config_path: Path = CONFIG_PATH) -> tuple[Path, list[str]]:
+              auto: bool = False, config_path: Path = CONFIG_PATH, draft: bool = False) -> tuple[Path, list[str]]:
     """Render and build; return the PDF and the remedies applied. Raise ``build.BuildError`` when it cannot fit."""
     remedies = list(load_config(config_path).fit)
     applied: list[str] = []
     while True:
-        paper.render(results_dir, paper_dir, figure_dir, mode, kit, config_path, remedies=tuple(applied))
+        paper.render(results_dir, paper_dir, figure_dir, mode, kit, config_path, remedies=tuple(applied), draft=draft)
         try:
             return build.build(paper_dir), applied
         except build.PageLimitError as error:
@@ -54,10 +54,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory of the official ICML 2026 kit (default: $ICML_KIT, else our own style)")
     parser.add_argument("--fit", choices=("off", "auto"), default=os.environ.get("FIT") or "off",
                         help="auto: apply the remedies of paper.yaml until the main text fits (default: off)")
+    parser.add_argument("--draft", action="store_true", default=os.environ.get("DRAFT") == "1",
+                        help="accept merged results with holes and mark them in red (default: $DRAFT=1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        pdf, applied = fit_paper(args.results, args.paper, args.figures, args.mode, args.kit, args.fit == "auto")
+        pdf, applied = fit_paper(args.results, args.paper, args.figures, args.mode, args.kit, args.fit == "auto",
+                                 draft=args.draft)
     except (paper.PaperError, ResultsError, ConfigError, RelatedError, ValueError) as error:
         logger.error("%s", error)
         return 1

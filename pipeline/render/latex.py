@@ -26,6 +26,10 @@ class Latex(str):
     """A string that is already LaTeX and is inserted as is."""
 
 
+# A table entry without a result: "--" in a complete paper, a red mark in a draft (templates/main.tex.j2).
+MISSING = Latex(r"\missingvalue")
+
+
 def escape(text: str) -> Latex:
     """Escape ``text`` for LaTeX, including ``% & $ # _ { } ~ ^ \\`` and non-ASCII characters."""
     return Latex(_ENCODER.unicode_to_latex(text))

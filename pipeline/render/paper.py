@@ -18,7 +18,7 @@ import jinja2
 import yaml
 
 from pipeline.atomic import write_text_atomically
-from pipeline.experiments.schema import ResultsError, read_cell
+from pipeline.experiments.schema import MERGED_DIR, MISSING_FILE, ResultsError, read_cell
 from pipeline.render import claims, figures
 from pipeline.render.ablation import ablation_table, canonical
 from pipeline.render.analysis_figures import analysis_context
@@ -27,7 +27,7 @@ from pipeline.render.categories import category_macros, category_table
 from pipeline.render.config import CONFIG_PATH, REMEDIES, ConfigError, load_config
 from pipeline.render.content_files import display_path
 from pipeline.render.efficiency import efficiency_macros
-from pipeline.render.latex import Latex, escape, format_number, join_words, make_environment
+from pipeline.render.latex import MISSING, Latex, escape, format_number, join_words, make_environment
 from pipeline.render.nll_table import nll_table
 from pipeline.render.related import RelatedError, related_context
 from pipeline.render.results import (
@@ -65,17 +65,33 @@ class PaperError(RuntimeError):
 
 
 def load_cells(results_dir: Path):
-    """Read every cell file under ``results_dir/cells`` as ``(display path, cell)`` pairs.
+    """Read every merged cell file (``results_dir/merged``, written by ``make results``) as ``(display path, cell)``.
 
     The display path is relative (to the repository, else to the results
     directory's parent), so no absolute path or user name reaches the paper.
     """
-    cell_dir = results_dir / "cells"
-    paths = sorted(path for path in cell_dir.rglob("*.json") if not path.name.startswith("."))
+    cell_dir = results_dir / MERGED_DIR
+    paths = sorted(path for path in cell_dir.rglob("*.json") if not path.name.startswith(".")
+                   and path.name != MISSING_FILE)
     if not paths:
-        raise ResultsError(f"{cell_dir}: no result files found; run `make results` first.")
+        raise ResultsError(f"{cell_dir}: no merged result files found; run `make results` (or `python -m pipeline "
+                           "aggregate` after a run with --no-aggregate) first.")
     base = REPOSITORY if results_dir.resolve().is_relative_to(REPOSITORY) else results_dir.resolve().parent
     return [(path.resolve().relative_to(base), read_cell(path)) for path in paths]
+
+
+def read_holes(results_dir: Path) -> list[dict]:
+    """Return the entries of ``merged/missing.json`` (a draft aggregate's holes), or [] without that file."""
+    path = results_dir / MERGED_DIR / MISSING_FILE
+    if not path.is_file():
+        return []
+    try:
+        holes = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise PaperError(f"{path}: invalid JSON ({error}); run `python -m pipeline aggregate --draft` again.") from None
+    if not isinstance(holes, list):
+        raise PaperError(f"{path}: expected a list of missing cells; run `python -m pipeline aggregate --draft` again.")
+    return holes
 
 
 def read_authors(path: Path) -> dict:
@@ -223,14 +239,22 @@ def compute_seconds(cells) -> float:
 
 
 def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "review", kit: Path | None = None,
-           config_path: Path = CONFIG_PATH, templates: Path = TEMPLATES, remedies: tuple[str, ...] = ()) -> Path:
+           config_path: Path = CONFIG_PATH, templates: Path = TEMPLATES, remedies: tuple[str, ...] = (),
+           draft: bool = False) -> Path:
     """Draw the figures and write ``paper_dir/main.tex`` with the style, bibliography and figures.
 
     ``remedies`` are the page-limit remedies of ``paper.yaml``'s ``fit`` to apply (see ``pipeline.render.fit``).
+    ``draft`` accepts results that ``python -m pipeline aggregate --draft`` merged with holes, and prints
+    each missing table entry as a red mark.
     """
     if mode not in MODES:
         raise PaperError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
     config = load_config(config_path)
+    holes = read_holes(results_dir)
+    if holes and not draft:
+        raise PaperError(f"{results_dir / MERGED_DIR / MISSING_FILE}: the merged results have {len(holes)} missing "
+                         "cells, so the tables would have holes. Run `make results` to complete them, or build a "
+                         "draft with red marks: `make paper DRAFT=1`.")
     cells = load_cells(results_dir)
     frame = results_frame(cells)
     setup = _setup(cells)
@@ -271,7 +295,11 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
     duplicated = sorted({key for key in keys if keys.count(key) > 1})
     if duplicated:
         raise PaperError(f"Result macros defined twice: {', '.join(duplicated)}.")
+    if draft:
+        macros.append(("draft/holes", Latex(str(len(holes))), Latex(f"{MERGED_DIR}/{MISSING_FILE}: entries")))
     context = {
+        "draft": draft,
+        "missing": MISSING,
         "mode": mode,
         "fit": {remedy: remedy in remedies for remedy in REMEDIES},
         "title": config.title_text,
@@ -341,8 +369,10 @@ def render(results_dir: Path, paper_dir: Path, figure_dir: Path, mode: str = "re
 
     target = paper_dir / "main.tex"
     source_map = {"templates": display_path(templates.resolve()), "lines": origins}
-    write_text_atomically(paper_dir / SOURCE_MAP, json.dumps(source_map) + "\n")
-    write_text_atomically(target, text)
+    # An unchanged file keeps its time, so latexmk and the writing check see the build as current.
+    for path, content in ((paper_dir / SOURCE_MAP, json.dumps(source_map) + "\n"), (target, text)):
+        if not path.is_file() or path.read_text(encoding="utf-8") != content:
+            write_text_atomically(path, content)
     logger.info("Wrote %s", target)
     return target
 
@@ -355,10 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default=os.environ.get("MODE", "review"), choices=MODES)
     parser.add_argument("--kit", type=Path, default=os.environ.get("ICML_KIT") or None,
                         help="directory of the official ICML 2026 kit (default: $ICML_KIT, else our own style)")
+    parser.add_argument("--draft", action="store_true", default=os.environ.get("DRAFT") == "1",
+                        help="accept merged results with holes and mark them in red (default: $DRAFT=1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        render(args.results, args.paper, args.figures, args.mode, args.kit)
+        render(args.results, args.paper, args.figures, args.mode, args.kit, draft=args.draft)
     except (PaperError, ResultsError, ConfigError, RelatedError, ValueError) as error:
         logger.error("%s", error)
         # A PDF from older inputs must not pass for the current one.

@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipeline.benchmarks.ruler import SWEEP_TASK
 from pipeline.experiments.schema import CellResult
-from pipeline.render.latex import Latex, format_number
+from pipeline.render.latex import MISSING, Latex, format_number
 from pipeline.render.tasks import task_key, task_label
 from pipeline.stats.summary import per_prompt_scores
 
@@ -165,7 +165,7 @@ def main_table(frame: pd.DataFrame) -> tuple[list[str], list[TableRow]]:
         for column in columns:
             value = values[column]
             if pd.isna(value):
-                cells.append(Latex("--"))
+                cells.append(MISSING)
                 continue
             text = format_number(value)
             is_best = method != "full" and math.isclose(value, best.loc[budget, column], abs_tol=1e-9)

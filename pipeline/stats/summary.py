@@ -1,6 +1,6 @@
 """Intervals for every cell and paired differences between methods, written next to the cells.
 
-``python -m pipeline.stats.summary`` reads ``data/results/cells`` and writes
+``python -m pipeline.stats.summary`` reads ``data/results/merged`` and writes
 ``data/results/summary.json``:
 
 - ``cells``: per cell, the mean score over samples with its 95% bootstrap
@@ -36,7 +36,7 @@ from itertools import combinations
 from pathlib import Path
 
 from pipeline.atomic import write_text_atomically
-from pipeline.experiments.schema import CellResult, ResultsError, read_cell
+from pipeline.experiments.schema import MERGED_DIR, MISSING_FILE, CellResult, ResultsError, read_cell
 from pipeline.stats.bootstrap import CONFIDENCE, RESAMPLES, bootstrap_mean, paired_difference
 from pipeline.stats.breakdowns import length_bins, sweep_grids
 
@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    cell_dir = args.results_dir / "cells"
-    paths = sorted(path for path in cell_dir.rglob("*.json") if not path.name.startswith("."))
+    cell_dir = args.results_dir / MERGED_DIR
+    paths = sorted(path for path in cell_dir.rglob("*.json") if not path.name.startswith(".")
+                   and path.name != MISSING_FILE)
     try:
         if not paths:
             raise ResultsError(f"{cell_dir}: no result files found; run `make results` first.")
