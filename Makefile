@@ -16,8 +16,9 @@ PROFILE ?= quick
 RESULTS_ARGS ?=
 # Comma-separated, overriding the profile: prompt (compress the whole prompt), context (compress the context, then ask).
 PROTOCOLS ?=
-# make results JOBS=N: N worker processes, each with one model copy and an equal share of the CPU threads.
-JOBS ?= 1
+# make results JOBS=N: N worker processes, each with one model copy and an equal share of the CPU threads
+# (unset: the profile's `jobs`, else 1).
+JOBS ?=
 # make results EXECUTOR=ray RAY_ADDRESS=ray://head:10001: one Ray task per prompt group (see the README).
 EXECUTOR ?= local
 RAY_ADDRESS ?=
@@ -29,7 +30,7 @@ FIT ?= off
 # make bench: extra options for `python -m pipeline.bench.efficiency` (see --help).
 BENCH_ARGS ?=
 
-.PHONY: help venv tex results status aggregate paper render check check-format check-anonymity check-writing submission preview test bench clean
+.PHONY: help venv tex results status aggregate bench-jobs paper render check check-format check-anonymity check-writing submission preview test bench clean
 # A recipe that fails removes its target, so a PDF that failed a gate is never taken as up to date.
 .DELETE_ON_ERROR:
 
@@ -55,6 +56,7 @@ help:
 	@echo "make submission       paper/build/submission.tar.gz: the files the build used, comments stripped, checked"
 	@echo "make test             run the test suite (CPU, no network)"
 	@echo "make bench            time and measure the scorers, prefill and decoding; writes data/results/efficiency"
+	@echo "make bench-jobs       compare JOBS=1 and JOBS=2 on the same cells (wall time, cells per minute)"
 	@echo "make venv | tex       install the Python environment | TeX Live"
 
 venv: $(STAMP)
@@ -85,7 +87,7 @@ GRID_ARGS = --profile $(PROFILE) $(if $(PROTOCOLS),--protocol $(PROTOCOLS)) $(RE
 results: venv
 	# Runs the unfinished cells, merges them into data/results/merged, updates the diagnostics of
 	# Figures 2 and 4 (pipeline.analysis.sensitivity) and data/results/summary.json.
-	$(PY) -m pipeline results $(GRID_ARGS) --jobs $(JOBS) --executor $(EXECUTOR) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
+	$(PY) -m pipeline results $(GRID_ARGS) $(if $(JOBS),--jobs $(JOBS)) --executor $(EXECUTOR) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
 
 status: venv
 	@$(PY) -m pipeline status $(GRID_ARGS)
@@ -135,6 +137,10 @@ test: venv tex
 
 bench: venv
 	$(PY) -m pipeline.bench.efficiency $(BENCH_ARGS)
+
+# JOBS=1 against JOBS=2 on the same small grid; prints wall times and checks that the cells agree.
+bench-jobs: venv
+	$(PY) -m pipeline.bench.jobs $(BENCH_ARGS)
 
 clean:
 	rm -rf paper/build paper/main.tex paper/main.sourcemap.json paper/.variant paper/*.sty paper/*.bib paper/figures

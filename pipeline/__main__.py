@@ -166,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         "results", parents=[grid], help="run the experiment grid and write result JSON",
         description="Run a grid of cells. A --profile sets the grid; the other options override its values.",
     )
-    results.add_argument("--jobs", type=int, default=1,
+    results.add_argument("--jobs", type=int, default=None,
                          help="worker processes on this machine, each with its own model copy and an equal share "
-                         "of the CPU threads (default: 1, in this process)")
+                         "of the CPU threads (default: the profile's jobs, else 1: this process)")
     results.add_argument("--executor", choices=("local", "ray"), default="local",
                          help="local: this machine (--jobs processes); ray: one Ray task per prompt group")
     results.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None,
@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             print(status.report(plan_grid(configs), args.results_dir))
             return 0
         if args.command == "results":
-            options = RunOptions(executor=args.executor, jobs=args.jobs, ray_address=args.ray_address)
+            jobs = args.jobs or (profiles.load_profile(args.profile)[1].jobs if args.profile else None) or 1
+            options = RunOptions(executor=args.executor, jobs=jobs, ray_address=args.ray_address)
             run_grid(configs, options)
             if args.no_aggregate:
                 return 0

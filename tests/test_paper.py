@@ -163,6 +163,27 @@ def test_missing_results_is_a_clear_error(tmp_path):
         paper.render(tmp_path / "nothing", tmp_path / "p", tmp_path / "f")
 
 
+def test_holes_need_a_draft_and_show_in_red(write_results, tmp_path):
+    scores = standard_scores()
+    hole = next(key for key in scores if key[1] == "snapkv")
+    del scores[hole]
+    directory = write_results(scores)
+    task, method, budget = hole
+    (directory / "merged" / "missing.json").write_text(json.dumps([{
+        "task": task, "context_tokens": None, "protocol": "prompt", "method": method, "budget": budget,
+        "budget_ratio": None, "method_seed": None, "missing_shards": ["0-1"],
+    }]))
+    with pytest.raises(paper.PaperError, match=r"missing.json: the merged results have 1 missing cells.*DRAFT=1"):
+        paper.render(directory, tmp_path / "p", tmp_path / "f")
+
+    tex = paper.render(directory, tmp_path / "p", tmp_path / "f", draft=True).read_text()
+    assert r"\newcommand{\missingvalue}{\textcolor{red}{\rule{0.8em}{0.8em}}}" in tex
+    assert r"\resultdef{draft/holes}{1}" in tex
+    assert "Draft: \\result{draft/holes} result cells are missing" in tex
+    snapkv_row = next(line for line in tex.splitlines() if line.startswith("SnapKV &"))
+    assert r"\missingvalue" in snapkv_row
+
+
 def test_task_the_model_fails_is_flagged(write_results, tmp_path):
     scores = standard_scores()
     scores[("niah_multikey_1", "full", None)] = 15.0

@@ -87,6 +87,7 @@ class Profile(_Section):
     method_seeds: list[int] | None = None
     decode_batch: int | None = Field(default=None, gt=0)
     max_prompt_tokens: int | None = Field(default=None, gt=0)
+    jobs: int | None = Field(default=None, gt=0, description="worker processes of `make results` when JOBS is unset")
     shard_size: int | None = Field(default=None, gt=0, description="samples per cell file; a task's samples "
                                    "split into shards that run, and survive a crash, separately")
     ruler: RulerSection | None = None
