@@ -255,3 +255,16 @@ def test_claims_of_dead_processes_are_stale(tmp_path):
     claim.path.write_text(json.dumps({**record, "pid": 2 ** 22 + 1}))  # above Linux's default pid_max
     assert claims.is_stale(claim.path)
     assert claims.try_claim(tmp_path, "group", "a group") is not None
+
+
+def test_failing_group_is_recorded_and_the_others_finish(tiny_model_dir, tmp_path):
+    from pipeline.experiments.runner import RunError
+
+    # A budget of 1% of a ~300-token prompt is below SnapKV's window, so every group of this grid fails.
+    failing = grid(tiny_model_dir, tmp_path, methods=["snapkv"], budgets=[], budget_ratios=[0.01])
+    with pytest.raises(RunError, match=r"2 prompt groups failed .*failures.*\n  niah_single_1 at 300 tokens"):
+        run_grid([grid(tiny_model_dir, tmp_path, methods=["full"], num_samples=4), failing])
+    assert len(list((tmp_path / "failures").glob("*.json"))) == 2
+    assert len(list((tmp_path / "cells").rglob("*.json"))) == 0  # the full cache shares the failing groups
+    report = status.report(plan_grid([failing]), tmp_path)
+    assert report.splitlines()[1].split() == ["niah_single_1", "0", "0", "2", "0"]

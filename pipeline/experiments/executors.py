@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +153,12 @@ def _write(cell: Cell, description: str, loaded: LoadedModel) -> CellOutcome:
     return CellOutcome(cell.path, description, result.mean_score, seconds)
 
 
+def _lost(group: PromptGroup, error: BaseException) -> GroupOutcome:
+    """Return the outcome of a group whose worker died before it could report; its claim goes stale."""
+    logger.error("%s: its worker died: %s: %s", group.describe(), type(error).__name__, error)
+    return GroupOutcome(group.key, group.describe(), "failed", error=f"worker died: {type(error).__name__}: {error}")
+
+
 class InlineExecutor:
     """Run groups one after another in this process."""
 
@@ -169,17 +176,29 @@ class ProcessExecutor:
     """Run groups in ``jobs`` spawned worker processes, each holding one copy of the model."""
 
     def __init__(self, jobs: int, threads: int | None = None):
+        self.jobs = jobs
         self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)
         logger.info("%d worker processes with %d torch threads each", jobs, self.threads)
-        self.pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
             initargs=(self.threads, logging.getLogger().getEffectiveLevel()),
         )
 
     def run(self, groups: list[PromptGroup]) -> Iterator[GroupOutcome]:
-        futures = [self.pool.submit(run_group, group) for group in groups]
+        try:
+            futures = {self.pool.submit(run_group, group): group for group in groups}
+        except BrokenProcessPool:  # a worker died in an earlier round; start fresh ones
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = self._new_pool()
+            futures = {self.pool.submit(run_group, group): group for group in groups}
         for future in as_completed(futures):
-            yield future.result()
+            try:
+                yield future.result()
+            except Exception as error:  # a worker that died (killed, out of memory) takes its group with it
+                yield _lost(futures[future], error)
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -205,10 +224,14 @@ class RayExecutor:
                     ray.cluster_resources(), gpus)
 
     def run(self, groups: list[PromptGroup]) -> Iterator[GroupOutcome]:
-        waiting = [self.task.remote(group) for group in groups]
+        refs = {self.task.remote(group): group for group in groups}
+        waiting = list(refs)
         while waiting:
             done, waiting = self.ray.wait(waiting, num_returns=1)
-            yield self.ray.get(done[0])
+            try:
+                yield self.ray.get(done[0])
+            except Exception as error:  # the task's worker or node died
+                yield _lost(refs[done[0]], error)
 
     def close(self) -> None:
         if self.started:
