@@ -242,7 +242,8 @@ def _after_results(args: argparse.Namespace, settings: dict) -> int:
     from pipeline.analysis import sensitivity
     from pipeline.stats import summary
 
-    diagnostics = ["--model", settings["model"]] + (["--essays-dir", args.essays_dir] if args.essays_dir else [])
+    diagnostics = ["--model", settings["model"], "--output-dir", str(args.results_dir / "diagnostics")]
+    diagnostics += ["--essays-dir", args.essays_dir] if args.essays_dir else []
     if sensitivity.main(diagnostics) != 0:
         return 1
     return summary.main(["--results-dir", str(args.results_dir)])

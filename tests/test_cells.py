@@ -224,7 +224,7 @@ def test_aggregate_lists_missing_cells_unless_draft(tiny_model_dir, tmp_path):
 
     snapkv_shard = next(path for path in written if read_cell(path).config.method == "snapkv")
     snapkv_shard.unlink()
-    with pytest.raises(aggregate.IncompleteResults, match=r"1 of 3 result cells .*\n  niah_single_1 prompt snapkv"):
+    with pytest.raises(aggregate.IncompleteResults, match=r"1 of the 3 merged results .*\n  niah_single_1 prompt snapkv"):
         aggregate.merge(groups, tmp_path)
     merged, holes = aggregate.merge(groups, tmp_path, draft=True)
     assert len(merged) == 2

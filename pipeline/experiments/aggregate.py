@@ -103,7 +103,8 @@ def merge(groups: list[PromptGroup], results_dir: Path, draft: bool = False) -> 
         if len(holes) > LISTED:
             lines.append(f"  and {len(holes) - LISTED} more")
         raise IncompleteResults(
-            f"{len(holes)} of {len(by_key)} result cells are incomplete, so the tables would have holes. Run "
+            f"{len(holes)} of the {len(by_key)} merged results (task, protocol, method, budget) miss shard cells, "
+            "so the tables would have holes. Run "
             "`make results` to compute them, or aggregate with --draft (`make paper DRAFT=1`) to render red "
             "marks in their place. Missing:\n" + "\n".join(lines)
         )
@@ -129,9 +130,10 @@ def merge(groups: list[PromptGroup], results_dir: Path, draft: bool = False) -> 
     missing_path = merged_dir / MISSING_FILE
     if holes:
         write_text_atomically(missing_path, json.dumps([asdict(hole) for hole in holes], indent=1) + "\n")
-        logger.warning("Draft: %d table entries have no result and show as red marks; %s lists them",
+        logger.warning("Draft: %d merged results are incomplete and show as red marks; %s lists them",
                        len(holes), missing_path)
     else:
         missing_path.unlink(missing_ok=True)
-    logger.info("Merged %d cells into %s", len(written), merged_dir)
+    shards = sum(len(plans) for plans in by_key.values() if merged_dir / merged_name(plans[0]) in expected)
+    logger.info("Merged %d shard cells into %d files in %s", shards, len(written), merged_dir)
     return written, holes

@@ -114,6 +114,11 @@ def code_version(benchmark: str, method_module: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def _samples(start: int, stop: int) -> str:
+    """Return "sample 3" or "samples 0-4" for the sample indices [start, stop)."""
+    return f"sample {start}" if stop - start == 1 else f"samples {start}-{stop - 1}"
+
+
 @dataclass(frozen=True)
 class CellPlan:
     """A cell before it runs: every coordinate of its key, and the method that computes it."""
@@ -148,10 +153,10 @@ class CellPlan:
     def describe(self) -> str:
         budget = "full" if self.budget is None and self.budget_ratio is None else (
             f"{self.budget_ratio:g}n" if self.budget_ratio is not None else str(self.budget))
-        length = "" if self.context_tokens is None else f" at {self.context_tokens}"
+        length = "" if self.context_tokens is None else f" at {self.context_tokens} tokens"
         seed = "" if self.method_seed is None else f" seed {self.method_seed}"
-        return (f"{self.task}{length} [{self.shard_start}:{self.shard_stop}] {self.protocol} {self.method} "
-                f"budget={budget}{seed}")
+        return (f"{self.task}{length}, {_samples(self.shard_start, self.shard_stop)}, {self.protocol} "
+                f"{self.method} budget={budget}{seed}")
 
     def config(self, max_prompt_tokens: int) -> CellConfig:
         """Return the stored config of this cell, with the prompt limit the loaded model gives."""
@@ -186,21 +191,22 @@ class PromptGroup:
 
     def describe(self) -> str:
         length = "" if self.context_tokens is None else f" at {self.context_tokens} tokens"
-        return f"{self.task}{length}, samples {self.shard_start}-{self.shard_stop - 1}"
+        return f"{self.task}{length}, {_samples(self.shard_start, self.shard_stop)}"
 
     def with_plans(self, plans: list[CellPlan]) -> PromptGroup:
         return replace(self, plans=plans)
 
 
-def finished(plan: CellPlan, results_dir: Path) -> bool:
-    """Return whether the plan's file exists, validates and is the plan's; report any other file found there."""
+def finished(plan: CellPlan, results_dir: Path, report: bool = False) -> bool:
+    """Return whether the plan's file exists, validates and is the plan's; with ``report``, log why a file is not."""
     path = plan.path(results_dir)
     if not path.exists():
         return False
     try:
         cell = read_cell(path)
     except ResultsError as error:
-        logger.warning("Recomputing %s: %s", plan.describe(), error)
+        if report:
+            logger.warning("Recomputing %s: %s", plan.describe(), str(error).split(". Fix the")[0])
         return False
     problem = None
     if cell.config.key != plan.key:
@@ -208,7 +214,8 @@ def finished(plan: CellPlan, results_dir: Path) -> bool:
     elif len(cell.samples) != plan.shard_stop - plan.shard_start:
         problem = f"it holds {len(cell.samples)} samples, not {plan.shard_stop - plan.shard_start}"
     if problem:
-        logger.warning("Recomputing %s: %s: %s", plan.describe(), path, problem)
+        if report:
+            logger.warning("Recomputing %s: %s: %s", plan.describe(), path, problem)
         return False
     return True
 

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -170,6 +171,15 @@ class InlineExecutor:
 def _start_worker(threads: int, level: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s")
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit when the runner that started this worker is gone (kill -9 included): an orphan would go on computing
+    queued groups and hold a model copy. Its claim then names a dead process, so the next run takes it over."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
 
 
 class ProcessExecutor:

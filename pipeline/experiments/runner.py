@@ -262,11 +262,11 @@ class RunOptions:
     poll_s: float = 10.0  # how often to look at groups that other runners hold
 
 
-def pending_groups(groups: list[PromptGroup], results_dir: Path) -> list[PromptGroup]:
-    """Return the groups with unfinished cells, each cut down to those cells."""
+def pending_groups(groups: list[PromptGroup], results_dir: Path, report: bool = False) -> list[PromptGroup]:
+    """Return the groups with unfinished cells, each cut down to those cells; ``report`` logs invalid files."""
     pending = []
     for group in groups:
-        plans = [plan for plan in group.plans if not finished(plan, results_dir)]
+        plans = [plan for plan in group.plans if not finished(plan, results_dir, report)]
         if plans:
             pending.append(group.with_plans(plans))
     return pending
@@ -292,7 +292,7 @@ def run_grid(configs: GridConfig | list[GridConfig], options: RunOptions | None 
 
     groups = plan_grid(configs)
     total = sum(len(group.plans) for group in groups)
-    pending = pending_groups(groups, results_dir)
+    pending = pending_groups(groups, results_dir, report=True)
     if not pending:
         logger.info("Every one of the %d cells is finished; nothing to run", total)
         return []

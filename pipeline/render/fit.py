@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                                  draft=args.draft)
     except (paper.PaperError, ResultsError, ConfigError, RelatedError, ValueError) as error:
         logger.error("%s", error)
+        # A PDF from other inputs (a draft, say) must not pass for the current one.
+        (args.paper / build.BUILD_DIR / "main.pdf").unlink(missing_ok=True)
         return 1
     except build.BuildError as error:
         print(f"error: {error}", file=sys.stderr)
