@@ -15,11 +15,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.checks.latex_nodes import LatexEnvironmentNode, LatexMacroNode, arguments, parse, text_of, walk
-
-FLOATS = frozenset({"figure", "figure*", "table", "table*", "algorithm"})
-REFERENCES = frozenset({"ref", "cref", "Cref", "autoref"})
-
 
 class StaleBuild(ValueError):
     """The build files are missing or older than the LaTeX they should describe."""
@@ -67,8 +62,13 @@ def _page_of_line(pages: dict[int, int], line: int) -> int | None:
     return pages[max(earlier)] if earlier else None
 
 
-def check_float_pages(tex_path: Path, build_dir: Path) -> list[FloatPageFinding]:
-    """Compare each float's page with the page of its first reference; raise StaleBuild without a current build."""
+def check_float_pages(tex_path: Path, build_dir: Path, floats: dict[str, int],
+                      first_reference: dict[str, int]) -> list[FloatPageFinding]:
+    """Compare each float's page with the page of its first reference; raise StaleBuild without a current build.
+
+    ``floats`` maps each float's label to the line of its ``\\begin``, and ``first_reference`` each label to
+    the line of its first reference.
+    """
     aux = build_dir / f"{tex_path.stem}.aux"
     synctex = build_dir / f"{tex_path.stem}.synctex.gz"
     digest = build_dir / f"{tex_path.name}.sha256"
@@ -78,32 +78,18 @@ def check_float_pages(tex_path: Path, build_dir: Path) -> list[FloatPageFinding]
     if digest.read_text(encoding="utf-8").strip() != hashlib.sha256(tex_path.read_bytes()).hexdigest():
         raise StaleBuild(f"{build_dir} was built from another version of {tex_path}; run `make paper` to rebuild it.")
 
-    tex = tex_path.read_text(encoding="utf-8")
-    _, nodes = parse(tex)
-    floats: dict[str, int] = {}
-    first_reference: dict[str, int] = {}
-    for visit in walk(nodes):
-        node = visit.node
-        if isinstance(node, LatexEnvironmentNode) and node.environmentname in FLOATS:
-            for inner in walk(node.nodelist):
-                if isinstance(inner.node, LatexMacroNode) and inner.node.macroname == "label" and arguments(inner.node):
-                    floats[text_of(arguments(inner.node)[-1]).strip()] = tex.count("\n", 0, node.pos) + 1
-        elif isinstance(node, LatexMacroNode) and node.macroname in REFERENCES and arguments(node):
-            for key in text_of(arguments(node)[-1]).split(","):
-                first_reference.setdefault(key.strip(), tex.count("\n", 0, node.pos) + 1)
-
-    labels = label_pages(aux)
+    label_page = label_pages(aux)
     lines = line_pages(synctex, tex_path.name)
     findings = []
     for label, float_line in floats.items():
-        if label not in first_reference or label not in labels:
+        if label not in first_reference or label not in label_page:
             continue  # the float-reference rule reports a float that is never referred to
         reference_line = first_reference[label]
         reference_page = _page_of_line(lines, reference_line)
-        if reference_page is not None and reference_page > labels[label]:
+        if reference_page is not None and reference_page > label_page[label]:
             findings.append(FloatPageFinding(
                 float_line,
-                f"{label} is printed on page {labels[label]}, but the text first refers to it on page "
+                f"{label} is printed on page {label_page[label]}, but the text first refers to it on page "
                 f"{reference_page} (line {reference_line}); refer to it earlier or place it later",
             ))
     return findings

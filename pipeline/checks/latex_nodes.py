@@ -30,6 +30,8 @@ OPAQUE_MACROS = frozenset(
      "text", "textrm", "textit", "textbf", "texttt", "mathrm", "operatorname", "mbox", "includegraphics", "url",
      "href", "begin", "end", "hyphenation"}
 )
+FLOATS = frozenset({"figure", "figure*", "table", "table*", "algorithm"})
+REFERENCE_MACROS = frozenset({"ref", "cref", "Cref", "eqref", "autoref"})
 PROJECT_MACROS = (
     MacroSpec("result", "{"),
     MacroSpec("resultdef", "{{"),
@@ -89,6 +91,36 @@ def walk(nodes: list | None, math: bool = False, opaque: frozenset[str] = OPAQUE
             yield from walk(arguments(node), math, opaque)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """One key of a reference command: where the command starts, the key, and the command's name."""
+
+    offset: int
+    key: str
+    macro: str
+
+
+def references(nodes: list) -> list[Reference]:
+    """Return every key of every reference command under ``nodes``, in document order."""
+    found = []
+    for visit in walk(nodes):
+        node = visit.node
+        if isinstance(node, LatexMacroNode) and node.macroname in REFERENCE_MACROS and arguments(node):
+            found += [Reference(node.pos, key.strip(), node.macroname)
+                      for key in text_of(arguments(node)[-1]).split(",")]
+    return found
+
+
+def labels(nodes: list) -> dict[str, int]:
+    """Return the offset of the first ``\\label`` of each key under ``nodes``."""
+    found: dict[str, int] = {}
+    for visit in walk(nodes):
+        node = visit.node
+        if isinstance(node, LatexMacroNode) and node.macroname == "label" and arguments(node):
+            found.setdefault(text_of(arguments(node)[-1]).strip(), node.pos)
+    return found
+
+
 def text_of(node) -> str:
     """Return the LaTeX source of ``node`` (a group without its braces)."""
     if isinstance(node, LatexGroupNode):
@@ -106,5 +138,6 @@ def line_of(tex: str, offset: int) -> int:
     return tex.count("\n", 0, offset) + 1
 
 
-__all__ = ["LatexCharsNode", "LatexEnvironmentNode", "LatexGroupNode", "LatexMacroNode", "LatexMathNode", "Visit",
-           "arguments", "document_start", "line_of", "parse", "text_of", "walk"]
+__all__ = ["FLOATS", "REFERENCE_MACROS", "LatexCharsNode", "LatexEnvironmentNode", "LatexGroupNode", "LatexMacroNode",
+           "LatexMathNode", "Reference", "Visit", "arguments", "document_start", "labels", "line_of", "parse",
+           "references", "text_of", "walk"]

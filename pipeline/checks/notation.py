@@ -22,8 +22,9 @@ from pipeline.checks.latex_nodes import (
     LatexMacroNode,
     LatexMathNode,
     arguments,
+    labels,
     line_of,
-    parse,
+    references,
     text_of,
     walk,
 )
@@ -45,7 +46,6 @@ NOTATION = {
 }
 # A styled letter is one symbol: \mathbf{q} is the query, not the letter q.
 STYLED = frozenset({"mathbf", "boldsymbol", "bm", "mathcal", "mathbb", "mathsf"})
-REFERENCES = frozenset({"ref", "cref", "Cref", "eqref", "autoref"})
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,8 @@ def _sentence(tex: str, offset: int, spans: list[tuple[int, int]]) -> str:
     def in_math(position: int) -> bool:
         return any(low <= position < high for low, high in spans)
 
-    stops = [match.start() for match in re.finditer(r"[.!?](?=\s)", tex[start:end]) if not in_math(start + match.start())]
+    stops = [match.start() for match in re.finditer(r"[.!?](?=\s)", tex[start:end])
+             if not in_math(start + match.start())]
     before = [start + stop + 1 for stop in stops if start + stop < offset]
     after = [start + stop + 1 for stop in stops if start + stop >= offset]
     if before:
@@ -116,10 +117,9 @@ def _sentence(tex: str, offset: int, spans: list[tuple[int, int]]) -> str:
     return tex[start:end]
 
 
-def check_notation(tex: str, notation: dict[str, tuple[str, ...]] | None = None) -> list[NotationFinding]:
-    """Run the notation rules on the rendered paper ``tex``."""
+def check_notation(tex: str, nodes: list, notation: dict[str, tuple[str, ...]] | None = None) -> list[NotationFinding]:
+    """Run the notation rules on the rendered paper ``tex``, parsed into ``nodes`` (``latex_nodes.parse``)."""
     notation = notation or NOTATION
-    _, nodes = parse(tex)
     findings = []
 
     definitions = _definitions(nodes)
@@ -149,8 +149,6 @@ def check_notation(tex: str, notation: dict[str, tuple[str, ...]] | None = None)
 
     spans = _math_spans(nodes)
     seen: set[str] = set()
-    labels: dict[str, int] = {}
-    references: list[tuple[int, str]] = []
     for visit in walk(nodes):
         node = visit.node
         if not isinstance(node, LatexMacroNode) or node.pos < body_start:
@@ -165,15 +163,12 @@ def check_notation(tex: str, notation: dict[str, tuple[str, ...]] | None = None)
                 findings.append(NotationFinding(node.pos, "definition-before-use",
                                                 f"the first use of {macro} does not introduce it; name it in that "
                                                 f"sentence (\"the {words[0]} ${macro}$\")"))
-        elif node.macroname == "label" and arguments(node):
-            labels.setdefault(text_of(arguments(node)[-1]).strip(), node.pos)
-        elif node.macroname in REFERENCES and arguments(node):
-            for key in text_of(arguments(node)[-1]).split(","):
-                references.append((node.pos, key.strip()))
 
-    for offset, key in references:
-        if key.startswith("eq:") and key in labels and offset < labels[key]:
-            findings.append(NotationFinding(offset, "forward-reference",
+    defined = labels(nodes)
+    for reference in references(nodes):
+        key = reference.key
+        if key.startswith("eq:") and key in defined and reference.offset < defined[key]:
+            findings.append(NotationFinding(reference.offset, "forward-reference",
                                             f"{key} is referred to before it is defined (line "
-                                            f"{line_of(tex, labels[key])}); define the term first"))
+                                            f"{line_of(tex, defined[key])}); define the term first"))
     return findings

@@ -52,7 +52,18 @@ import yaml
 
 from pipeline.atomic import write_text_atomically
 from pipeline.checks.float_pages import check_float_pages
-from pipeline.checks.latex_nodes import LatexEnvironmentNode, LatexMacroNode, arguments, line_of, parse, text_of, walk
+from pipeline.checks.latex_nodes import (
+    FLOATS,
+    LatexEnvironmentNode,
+    LatexMacroNode,
+    Reference,
+    arguments,
+    line_of,
+    parse,
+    references,
+    text_of,
+    walk,
+)
 from pipeline.checks.notation import NOTATION, check_notation
 from pipeline.checks.prose_numbers import prose_text, typed_numbers
 from pipeline.render.results import METHOD_LABELS
@@ -69,7 +80,6 @@ RULES = (
     "definition-before-use", "forward-reference", "notation-symbol", "notation-meaning", "equation-reference",
     "negative-vspace",
 )
-REFERENCE_MACROS = frozenset({"ref", "cref", "Cref", "eqref", "autoref"})
 ACRONYMS = ("LLM", "GQA", "RoPE", "NLL", "MHA", "MQA")
 EVIDENCE = re.compile(r"\\result\{|\d|interval|bootstrap|p\s*<|confidence", re.IGNORECASE)
 
@@ -186,7 +196,6 @@ METRIC_WORDS = re.compile(
     r"score|percent|accuracy|NLL|nats|likelihood|seconds|MiB|time|memory|version|hyperparameter|signal|policy",
     re.IGNORECASE,
 )
-FLOATS = frozenset({"figure", "figure*", "table", "table*", "algorithm"})
 
 
 @dataclass(frozen=True)
@@ -281,20 +290,14 @@ def _voice(name: str, tex: str, prose_lines: list[str]) -> list[LintFinding]:
     return findings
 
 
-def _references(name: str, tex: str, nodes: list, floats: list[Float]) -> list[LintFinding]:
+def _references(name: str, tex: str, cited: list[Reference], floats: list[Float]) -> list[LintFinding]:
     """Equations are referred to with \\Cref or \\cref, and every float is referred to in the text."""
     findings = []
-    referenced = set()
-    for visit in walk(nodes):
-        node = visit.node
-        if not (isinstance(node, LatexMacroNode) and node.macroname in REFERENCE_MACROS and arguments(node)):
-            continue
-        keys = [key.strip() for key in text_of(arguments(node)[-1]).split(",")]
-        referenced.update(keys)
-        for key in keys:
-            if key.startswith("eq:") and node.macroname in ("ref", "eqref"):
-                findings.append(LintFinding(name, line_of(tex, node.pos), "equation-reference",
-                                            f"refer to {key} with \\Cref, not \\{node.macroname}"))
+    for reference in cited:
+        if reference.key.startswith("eq:") and reference.macro in ("ref", "eqref"):
+            findings.append(LintFinding(name, line_of(tex, reference.offset), "equation-reference",
+                                        f"refer to {reference.key} with \\Cref, not \\{reference.macro}"))
+    referenced = {reference.key for reference in cited}
     for item in floats:
         if item.label and item.label not in referenced:
             findings.append(LintFinding(name, item.line, "float-reference",
@@ -337,12 +340,17 @@ def lint(tex_path: Path, config: LintConfig | None = None, build_dir: Path | Non
     findings += [LintFinding(name, item.line, "number", f"a digit in prose outside a result macro: {item.text[:60]}")
                  for item in typed_numbers(tex, names)]
     findings += _floats(name, floats) + _vspace(name, tex, config) + _voice(name, tex, prose_lines)
-    findings += _references(name, tex, nodes, floats) + _acronyms(name, prose_lines, names, config.acronyms)
+    cited = references(nodes)
+    findings += _references(name, tex, cited, floats) + _acronyms(name, prose_lines, names, config.acronyms)
     findings += [LintFinding(name, line_of(tex, item.offset), item.rule, item.message)
-                 for item in check_notation(tex, config.notation)]
+                 for item in check_notation(tex, nodes, config.notation)]
     if build_dir is not None:
+        first_reference: dict[str, int] = {}
+        for reference in cited:
+            first_reference.setdefault(reference.key, line_of(tex, reference.offset))
+        labelled = {item.label: item.line for item in floats if item.label}
         findings += [LintFinding(name, item.line, "float-page", item.message)
-                     for item in check_float_pages(tex_path, build_dir)]
+                     for item in check_float_pages(tex_path, build_dir, labelled, first_reference)]
     return sorted(_with_template_lines(tex_path, findings), key=lambda finding: (finding.line, finding.rule))
 
 
@@ -381,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for finding in findings:
         print(finding)
-    write_text_atomically(args.json or build_dir / "lint.json", json.dumps([asdict(finding) for finding in findings], indent=1) + "\n")
+    report = json.dumps([asdict(finding) for finding in findings], indent=1) + "\n"
+    write_text_atomically(args.json or build_dir / "lint.json", report)
     print(f"writing check: {'clean' if not findings else f'{len(findings)} finding(s)'}")
     return 1 if findings else 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pipeline.atomic import write_text_atomically
@@ -51,10 +51,9 @@ class Hole:
     missing_shards: list[str]
 
 
-def _merge_key(plan: CellPlan) -> tuple:
-    """Return the coordinates of a plan without its shard: all shards of one key merge into one file."""
-    return (plan.task, plan.context_tokens, plan.protocol, plan.method, plan.budget, plan.budget_ratio,
-            plan.method_seed, plan.seed, plan.model, plan.device, plan.haystack, plan.max_prompt_tokens)
+def _merge_key(plan: CellPlan) -> str:
+    """Return the key of the plan's whole task, which every shard of one merged file shares."""
+    return replace(plan, shard_start=0, shard_stop=plan.task_samples).key
 
 
 def merged_name(plan: CellPlan) -> str:
@@ -84,15 +83,18 @@ def merge(groups: list[PromptGroup], results_dir: Path, draft: bool = False) -> 
 
     Raises IncompleteResults, and writes nothing, when a cell is missing and ``draft`` is off.
     """
-    by_key: dict[tuple, list[CellPlan]] = {}
+    by_key: dict[str, list[CellPlan]] = {}
     for group in groups:
         for plan in group.plans:
             by_key.setdefault(_merge_key(plan), []).append(plan)
 
     holes = []
+    complete = []
     for plans in by_key.values():
         missing = [plan for plan in plans if not finished(plan, results_dir)]
-        if missing:
+        if not missing:
+            complete.append(plans)
+        else:
             first = plans[0]
             holes.append(Hole(first.task, first.context_tokens, first.protocol, first.method, first.budget,
                               first.budget_ratio, first.method_seed,
@@ -111,9 +113,7 @@ def merge(groups: list[PromptGroup], results_dir: Path, draft: bool = False) -> 
 
     merged_dir = results_dir / MERGED_DIR
     written = []
-    for plans in by_key.values():
-        if any(not finished(plan, results_dir) for plan in plans):
-            continue
+    for plans in complete:
         path = merged_dir / merged_name(plans[0])
         cell = merge_shards(plans, results_dir)
         if not path.is_file() or path.read_text(encoding="utf-8") != cell_json(cell):
@@ -134,6 +134,6 @@ def merge(groups: list[PromptGroup], results_dir: Path, draft: bool = False) -> 
                        len(holes), missing_path)
     else:
         missing_path.unlink(missing_ok=True)
-    shards = sum(len(plans) for plans in by_key.values() if merged_dir / merged_name(plans[0]) in expected)
+    shards = sum(len(plans) for plans in complete)
     logger.info("Merged %d shard cells into %d files in %s", shards, len(written), merged_dir)
     return written, holes

@@ -151,8 +151,10 @@ class CellPlan:
         return results_dir / "cells" / self.task / f"{self.key}.json"
 
     def describe(self) -> str:
-        budget = "full" if self.budget is None and self.budget_ratio is None else (
-            f"{self.budget_ratio:g}n" if self.budget_ratio is not None else str(self.budget))
+        if self.budget_ratio is not None:
+            budget = f"{self.budget_ratio:g}n"
+        else:
+            budget = "full" if self.budget is None else str(self.budget)
         length = "" if self.context_tokens is None else f" at {self.context_tokens} tokens"
         seed = "" if self.method_seed is None else f" seed {self.method_seed}"
         return (f"{self.task}{length}, {_samples(self.shard_start, self.shard_stop)}, {self.protocol} "

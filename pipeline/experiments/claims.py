@@ -26,7 +26,9 @@ from pipeline.atomic import write_text_atomically, writer_tag
 
 logger = logging.getLogger(__name__)
 
-STALE_AFTER_S = 30 * 60  # no prompt of the smallest model on a CPU takes this long; raise it for slower setups
+# A worker touches its claim after each prompt. One 4096-token prompt with 16 cells took about 2 minutes with
+# the default model on a 2-core CPU. NOTE: a prompt slower than this (a large model on a CPU) loses its claim.
+STALE_AFTER_S = 30 * 60
 
 
 def _alive(pid: int) -> bool:
@@ -37,6 +39,14 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's process
     return True
+
+
+def claim_path(results_dir: Path, group_key: str) -> Path:
+    return results_dir / "claims" / f"{group_key}.json"
+
+
+def failure_path(results_dir: Path, group_key: str) -> Path:
+    return results_dir / "failures" / f"{group_key}.json"
 
 
 @dataclass
@@ -74,13 +84,13 @@ def is_stale(path: Path, now: float | None = None) -> bool:
 
 def held(results_dir: Path, group_key: str) -> bool:
     """Return whether a live worker holds the group's claim."""
-    path = results_dir / "claims" / f"{group_key}.json"
+    path = claim_path(results_dir, group_key)
     return path.exists() and not is_stale(path)
 
 
 def try_claim(results_dir: Path, group_key: str, description: str) -> Claim | None:
     """Claim the group, taking over a stale claim; return None when a live worker holds it."""
-    path = results_dir / "claims" / f"{group_key}.json"
+    path = claim_path(results_dir, group_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "group": description,
                          "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -101,7 +111,7 @@ def try_claim(results_dir: Path, group_key: str, description: str) -> Claim | No
 
 def record_failure(results_dir: Path, group_key: str, description: str, error: BaseException) -> Path:
     """Write the group's failure record and return its path."""
-    path = results_dir / "failures" / f"{group_key}.json"
+    path = failure_path(results_dir, group_key)
     write_text_atomically(path, json.dumps({
         "group": description, "error": f"{type(error).__name__}: {error}", "host": socket.gethostname(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -110,7 +120,7 @@ def record_failure(results_dir: Path, group_key: str, description: str, error: B
 
 
 def clear_failure(results_dir: Path, group_key: str) -> None:
-    (results_dir / "failures" / f"{group_key}.json").unlink(missing_ok=True)
+    failure_path(results_dir, group_key).unlink(missing_ok=True)
 
 
 def remove_stale_temporaries(directory: Path, older_than_s: float = 600) -> int:

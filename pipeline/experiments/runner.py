@@ -305,15 +305,11 @@ def run_grid(configs: GridConfig | list[GridConfig], options: RunOptions | None 
     completed: set[str] = set()
     progress = tqdm(total=sum(len(group.plans) for group in pending), unit="cell", desc="cells")
     with executors.open_executor(options, configs[0]) as executor:
-        while True:
-            pending = [group for group in pending_groups(groups, results_dir) if group.key not in failed]
-            if not pending:
-                break
+        while pending:
             runnable = [group for group in pending if not claims.held(results_dir, group.key)]
             if not runnable:
                 logger.info("Waiting for %d prompt groups that other runners hold", len(pending))
                 time.sleep(options.poll_s)
-                continue
             for outcome in executor.run(runnable):
                 if outcome.status == "done" and outcome.group_key in completed:
                     outcome.status, outcome.error = "failed", "it ran, but its cells are still not finished"
@@ -324,6 +320,7 @@ def run_grid(configs: GridConfig | list[GridConfig], options: RunOptions | None 
                 for cell in outcome.cells:
                     written.append(cell.path)
                     progress.update(1)
+            pending = [group for group in pending_groups(groups, results_dir) if group.key not in failed]
     progress.close()
 
     if failed:

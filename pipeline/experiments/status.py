@@ -21,7 +21,7 @@ def cell_states(groups: list[PromptGroup], results_dir: Path) -> list[tuple[Prom
     """Return (group, cell description, state) for every cell of ``groups``."""
     rows = []
     for group in groups:
-        failure = results_dir / "failures" / f"{group.key}.json"
+        failure = claims.failure_path(results_dir, group.key)
         running = claims.held(results_dir, group.key)
         for plan in group.plans:
             if finished(plan, results_dir):
@@ -51,11 +51,11 @@ def report(groups: list[PromptGroup], results_dir: Path, listed: int = 10) -> st
 
     failed_groups = {group.key: group for group, _, state in rows if state == "failed"}
     for key, group in failed_groups.items():
-        record = json.loads((results_dir / "failures" / f"{key}.json").read_text(encoding="utf-8"))
+        record = json.loads(claims.failure_path(results_dir, key).read_text(encoding="utf-8"))
         lines.append(f"failed: {group.describe()}: {record.get('error')} ({record.get('host')}, {record.get('time')})")
     running = {group.key: group for group, _, state in rows if state == "running"}
     for key, group in running.items():
-        record = claims.read_claim(results_dir / "claims" / f"{key}.json") or {}
+        record = claims.read_claim(claims.claim_path(results_dir, key)) or {}
         lines.append(f"running: {group.describe()} on {record.get('host')} (process {record.get('pid')}, "
                      f"since {record.get('started')})")
     missing = [description for _, description, state in rows if state == "missing"]
